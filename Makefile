@@ -1,0 +1,57 @@
+# The two commands: `make run` and `make test`. Both set everything up first.
+PY      ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+SAMVENV := .venv-sam
+BIN     := $(VENV)/bin
+DEMO    ?= 1
+PORT    ?= 3000
+export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test unit integration e2e lint build bench reconcile clean venv
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(SAMVENV)/.installed: infra/sam-requirements.txt
+	$(PY) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/pip install -q --upgrade pip
+	$(SAMVENV)/bin/pip install -q -r infra/sam-requirements.txt
+	touch $@
+
+## make run [DEMO=0] [PORT=3000]: the local stack on 127.0.0.1, plus the demo story
+run: venv
+	$(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
+
+## make test: lint and build the template, then unit, integration and end-to-end tests
+test: venv lint build
+	$(BIN)/python -m pytest -q tests
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+integration: venv
+	$(BIN)/python -m pytest -q tests/integration
+e2e: venv
+	$(BIN)/python -m pytest -q tests/e2e
+
+lint: venv $(SAMVENV)/.installed
+	$(BIN)/cfn-lint template.yaml
+	$(SAMVENV)/bin/sam validate --lint --region us-east-1
+
+build: $(SAMVENV)/.installed
+	$(SAMVENV)/bin/sam build --region us-east-1 --build-dir .aws-sam/build --cached --parallel
+
+## make bench: the figures of DESIGN.md (call counts and ratios)
+bench: venv
+	$(BIN)/python -m bench
+
+## make reconcile: prove balance = entries = lots for every member (against $$AWS_ENDPOINT_URL or AWS)
+reconcile: venv
+	$(BIN)/python -m loyalty.tools.reconcile
+
+clean:
+	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Loyalty points ledger and member messaging: domain, services and adapters."""

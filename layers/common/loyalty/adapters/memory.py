@@ -1,0 +1,149 @@
+"""An in-memory LedgerStore with the same conditions as the DynamoDB adapter, for unit
+tests of services and property-based tests of the ledger."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Iterator
+
+from ..domain import Account, LedgerEntry, Lot, utc_key
+from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict
+from ..records import Change, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..services.expiry import index_day, shard_of
+
+
+class MemoryLedgerStore:
+    """Implements `loyalty.ports.LedgerStore` in memory."""
+
+    def __init__(self, shards: int = 4):
+        self.shards = shards
+        self._lock = threading.Lock()
+        self.accounts: dict[str, Account] = {}
+        self.lots: dict[str, dict[str, Lot]] = {}
+        self.entries: dict[str, dict[str, LedgerEntry]] = {}
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        self.orders: dict[str, OrderState] = {}
+        self.redemptions: dict[tuple[str, str], Redemption] = {}
+        self.stock: dict[str, int] = {}
+        self.profiles: dict[str, Profile] = {}
+
+    # --- reads ---
+    def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
+        return OrderContext(account=self.load_account(member_id, with_lots=False),
+                            idempotency=self.idempotency.get(idempotency_key), order=self.orders.get(order_id))
+
+    def load_account(self, member_id: str, *, with_lots: bool = True) -> Account:
+        account = self.accounts.get(member_id, Account(member_id=member_id))
+        if not with_lots:
+            return account
+        lots = sorted(self.lots.get(member_id, {}).values(), key=lambda lot: (utc_key(lot.expires_at), lot.lot_id))
+        return replace(account, lots=tuple(lots))
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        return self.idempotency.get(key)
+
+    def get_redemption(self, member_id: str, redemption_id: str) -> Redemption | None:
+        return self.redemptions.get((member_id, redemption_id))
+
+    def list_redemptions(self, member_id: str) -> list[Redemption]:
+        found = [r for (m, _), r in self.redemptions.items() if m == member_id]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+    def due_lots(self, day: date, shard: int, until: datetime) -> Iterator[list[DueLot]]:
+        page = [DueLot(member_id, lot.lot_id, lot.remaining, lot.expires_at)
+                for member_id, lots in self.lots.items() if shard_of(member_id, self.shards) == shard
+                for lot in lots.values()
+                if lot.remaining > 0 and index_day(lot.expires_at) == day and lot.expires_at <= until]
+        if page:
+            yield sorted(page, key=lambda d: (utc_key(d.expires_at), d.member_id, d.lot_id))
+
+    def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
+        keyed = sorted(((self._entry_key(e), e) for e in self.entries.get(member_id, {}).values()), reverse=True)
+        if cursor:
+            keyed = [(k, e) for k, e in keyed if k < cursor]
+        page = keyed[:limit]
+        return [e for _, e in page], (page[-1][0] if len(keyed) > limit else None)
+
+    def all_entries(self, member_id: str) -> list[LedgerEntry]:
+        return list(self.entries.get(member_id, {}).values())
+
+    def member_ids(self) -> Iterator[str]:
+        return iter(sorted(set(self.accounts) | set(self.lots)))
+
+    def put_profile(self, profile: Profile) -> Profile:
+        self.profiles[profile.member_id] = profile
+        return profile
+
+    def get_profile(self, member_id: str) -> Profile | None:
+        return self.profiles.get(member_id)
+
+    @staticmethod
+    def _entry_key(entry: LedgerEntry) -> str:
+        return f"{utc_key(entry.recorded_at)}#{entry.entry_id}"
+
+    # --- the one write ---
+    def commit(self, change: Change) -> None:
+        with self._lock:
+            self._check(change)
+            self._apply(change)
+
+    def _check(self, change: Change) -> None:
+        member = change.member_id
+        if change.idempotency is not None and change.idempotency.key in self.idempotency:
+            raise AlreadyApplied(change.idempotency.key)
+        if change.redemption is not None:
+            current = self.redemptions.get((member, change.redemption.redemption_id))
+            if change.redemption_expected_status is None and current is not None:
+                raise AlreadyApplied(change.redemption.redemption_id)
+            if change.redemption_expected_status is not None and (
+                    current is None or current.status != change.redemption_expected_status):
+                raise ConcurrentUpdate("redemption moved")
+        if change.order is not None:
+            current_order = self.orders.get(change.order.order_id)
+            if (current_order.version if current_order else 0) != change.order.version:
+                raise ConcurrentUpdate("order moved")
+        if change.touches_account:
+            account = self.accounts.get(member, Account(member_id=member))
+            if change.expected_version is not None and account.version != change.expected_version:
+                raise ConcurrentUpdate("account moved")
+            if change.expected_version is None and account.last_tx is not None and change.last_tx is not None \
+                    and account.last_tx >= change.last_tx:
+                raise ConcurrentUpdate("clock behind the member's last entry")
+            lots = self.lots.get(member, {})
+            for write in change.lots:
+                current_lot = lots.get(write.lot.lot_id)
+                if write.new and current_lot is not None:
+                    raise ConcurrentUpdate("lot exists")
+                if write.expected_remaining is not None and (
+                        current_lot is None or current_lot.remaining != write.expected_remaining):
+                    raise ConcurrentUpdate("lot moved")
+        if change.stock is not None and change.stock.delta > 0 and change.stock.limit is not None:
+            if self.stock.get(change.stock.item_id, 0) + change.stock.delta > change.stock.limit:
+                raise Conflict(f"{change.stock.item_id} is out of stock")
+
+    def _apply(self, change: Change) -> None:
+        member = change.member_id
+        if change.idempotency is not None:
+            self.idempotency[change.idempotency.key] = change.idempotency
+        if change.redemption is not None:
+            self.redemptions[(member, change.redemption.redemption_id)] = change.redemption
+        if change.order is not None:
+            self.orders[change.order.order_id] = replace(change.order, version=change.order.version + 1)
+        if change.stock is not None:
+            self.stock[change.stock.item_id] = self.stock.get(change.stock.item_id, 0) + change.stock.delta
+        if not change.touches_account:
+            return
+        account = self.accounts.get(member, Account(member_id=member))
+        self.accounts[member] = replace(account, balance=account.balance + change.balance_delta,
+                                        debt=account.debt + change.debt_delta, version=account.version + 1,
+                                        last_tx=change.last_tx or account.last_tx)
+        lots = self.lots.setdefault(member, {})
+        for write in change.lots:
+            if write.new:
+                lots[write.lot.lot_id] = write.lot
+            else:
+                lots[write.lot.lot_id] = replace(lots[write.lot.lot_id], remaining=write.lot.remaining)
+        entries = self.entries.setdefault(member, {})
+        for entry in change.entries:
+            entries[entry.entry_id] = entry

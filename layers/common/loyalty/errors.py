@@ -1,0 +1,41 @@
+"""Error types. Adapters translate provider/database errors into these once; one
+exception handler per API maps each type to an HTTP status."""
+
+
+class LoyaltyError(Exception):
+    """Base class: every error the services raise on purpose."""
+
+
+class Invalid(LoyaltyError):
+    """The request is malformed; `problems` lists what is wrong (-> 400)."""
+
+    def __init__(self, problems: list[dict] | str):
+        if isinstance(problems, str):
+            problems = [{"field": "", "problem": problems}]
+        self.problems = problems
+        super().__init__("; ".join(f"{p['field']}: {p['problem']}" if p["field"] else p["problem"] for p in problems))
+
+
+class Unauthorized(LoyaltyError):
+    """Signature missing, wrong or too old (-> 401)."""
+
+
+class NotFound(LoyaltyError):
+    """The thing asked for does not exist (-> 404)."""
+
+
+class Conflict(LoyaltyError):
+    """The request contradicts what is recorded: same idempotency key with another body,
+    a refund above the paid amount, not enough points (-> 409)."""
+
+
+class ConcurrentUpdate(LoyaltyError):
+    """An optimistic-concurrency check failed; the caller re-reads and retries."""
+
+
+class AlreadyApplied(LoyaltyError):
+    """The write was already made (an idempotency record exists)."""
+
+
+class Transient(LoyaltyError):
+    """A downstream fault worth retrying (throttling, timeouts, 5xx) (-> 503)."""

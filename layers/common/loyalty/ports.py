@@ -1,0 +1,43 @@
+"""The ports the services need. One real adapter (DynamoDB), one fake (memory)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Iterator, Protocol
+
+from .domain import Account, LedgerEntry
+from .records import Change, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
+
+
+class LedgerStore(Protocol):
+    def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
+        """Account (no lots), idempotency record and order state, in one read."""
+
+    def load_account(self, member_id: str, *, with_lots: bool = True) -> Account:
+        """The member's account; lots soonest expiry first when asked."""
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None: ...
+
+    def get_redemption(self, member_id: str, redemption_id: str) -> Redemption | None: ...
+
+    def list_redemptions(self, member_id: str) -> list[Redemption]: ...
+
+    def commit(self, change: Change) -> None:
+        """Write all of `change` or nothing. Raises AlreadyApplied when its idempotency
+        record or redemption exists, ConcurrentUpdate when a checked version or lot moved,
+        Conflict when stock is exhausted."""
+
+    def due_lots(self, day: date, shard: int, until: datetime) -> Iterator[list[DueLot]]:
+        """Pages of lots in the expiry index for `day` and `shard` that expire at or
+        before `until`."""
+
+    def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
+        """Entries newest first, and the key to continue from."""
+
+    def put_profile(self, profile: Profile) -> Profile: ...
+
+    def get_profile(self, member_id: str) -> Profile | None: ...
+
+    def member_ids(self) -> Iterator[str]:
+        """Every member with a ledger (operator tools only: a full read)."""
+
+    def all_entries(self, member_id: str) -> list[LedgerEntry]: ...

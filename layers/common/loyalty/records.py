@@ -1,0 +1,113 @@
+"""Records that sit beside the ledger: idempotency records, order state, redemptions,
+and the `Change` a service hands to the store to commit atomically."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .domain import LedgerEntry, LotWrite
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The answer given to an externally triggered write, kept to answer its retries."""
+
+    key: str            # e.g. "order-event#<event_id>"
+    body_hash: str
+    response: dict
+    member_id: str
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What the ledger knows of one order: what it earned and what was taken back."""
+
+    order_id: str
+    member_id: str
+    currency: str
+    amount_minor: int = 0
+    paid: bool = False
+    paid_at: datetime | None = None
+    points_earned: int = 0
+    lot_id: str | None = None
+    refunded_minor: int = 0
+    points_taken_back: int = 0
+    cancelled: bool = False
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Redemption:
+    redemption_id: str
+    member_id: str
+    item_id: str
+    points: int
+    status: str                    # completed | pending | fulfilled | cancelled
+    code: str
+    created_at: datetime
+    request_hash: str
+    allocation: tuple[tuple[str, int], ...] = ()
+    history: tuple[tuple[str, str], ...] = ()   # (status, ISO time)
+
+
+@dataclass(frozen=True)
+class StockMove:
+    item_id: str
+    delta: int
+    limit: int | None   # checked when delta > 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """Everything one operation writes, committed all-or-nothing.
+
+    `expected_version` None means "no read happened" (the nightly expiry): the balance is
+    adjusted in place and the lots' `expected_remaining` conditions guard the write.
+    """
+
+    member_id: str
+    expected_version: int | None
+    balance_delta: int = 0
+    debt_delta: int = 0
+    last_tx: datetime | None = None
+    lots: tuple[LotWrite, ...] = ()
+    entries: tuple[LedgerEntry, ...] = ()
+    idempotency: IdempotencyRecord | None = None
+    order: OrderState | None = None            # written with a check on its version
+    redemption: Redemption | None = None
+    redemption_expected_status: str | None = None   # None: must not exist yet
+    stock: StockMove | None = None
+    touches_account: bool = True
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """What one read returns for an order event."""
+
+    account: "Account"  # noqa: F821 - without lots
+    idempotency: IdempotencyRecord | None
+    order: OrderState | None
+
+
+@dataclass(frozen=True)
+class DueLot:
+    """A lot as the expiry index shows it."""
+
+    member_id: str
+    lot_id: str
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Profile:
+    member_id: str
+    name: str | None = None
+    phone: str | None = None
+    wechat_openid: str | None = None
+    locale: str | None = None
+    time_zone: str | None = None
+    preferred_channels: tuple[str, ...] = ()
+    birthday: str | None = None
+    referrer: str | None = None
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,120 @@
+"""The programme's rules as one validated configuration document.
+
+Defaults ship in `config/default_rules.json`; a merchant's overrides (JSON, merged over
+the defaults section by section) come from the SSM parameter named by RULES_PARAMETER.
+"""
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import Invalid
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bonus(_Strict):
+    min_units: int = Field(ge=0, description="order amount, in currency units, from which the bonus applies")
+    points: int = Field(ge=0)
+
+
+class EarnRules(_Strict):
+    points: int = Field(1, ge=0, description="points earned ...")
+    per_units: int = Field(1, ge=1, description="... per this many currency units")
+    bonuses: tuple[Bonus, ...] = ()
+    currencies: dict[str, int] = Field(description="accepted currencies and their minor-unit exponent")
+
+    @field_validator("currencies")
+    @classmethod
+    def _currency_codes(cls, value: dict[str, int]) -> dict[str, int]:
+        for code, exponent in value.items():
+            if len(code) != 3 or not code.isalpha() or not code.isupper():
+                raise ValueError(f"{code!r} is not an ISO 4217 code")
+            if not 0 <= exponent <= 4:
+                raise ValueError(f"{code}: exponent must be 0..4")
+        return value
+
+    def points_for(self, amount_minor: int, currency: str) -> int:
+        """floor(amount x rate) plus the highest threshold bonus reached, in integers only."""
+        scale = 10 ** self.currencies[currency]
+        base = amount_minor * self.points // (self.per_units * scale)
+        bonus = max((b.points for b in self.bonuses if amount_minor >= b.min_units * scale), default=0)
+        return base + bonus
+
+
+class ExpiryRules(_Strict):
+    months: int = Field(12, ge=1, le=120)
+    catch_up_days: int = Field(7, ge=0, le=400, description="earlier days the nightly run also sweeps")
+
+
+class RefundRules(_Strict):
+    negative_balance: Literal["allow", "clamp"] = "allow"
+
+
+class RedemptionRules(_Strict):
+    points_per_currency_unit: int = Field(100, ge=1)
+
+
+class CatalogItem(_Strict):
+    item_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str
+    points: int = Field(gt=0)
+    kind: Literal["coupon", "gift", "perk"] = "coupon"
+    fulfilment: Literal["instant", "pending"] = "instant"
+    stock: int | None = Field(None, ge=0)
+    active: bool = True
+
+
+class Rules(_Strict):
+    program_timezone: str = "Asia/Shanghai"
+    earn: EarnRules
+    expiry: ExpiryRules = ExpiryRules()
+    refunds: RefundRules = RefundRules()
+    redemption: RedemptionRules = RedemptionRules()
+    catalog: tuple[CatalogItem, ...] = ()
+
+    @field_validator("program_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_items(self) -> "Rules":
+        ids = [item.item_id for item in self.catalog]
+        if len(ids) != len(set(ids)):
+            raise ValueError("catalog item ids must be unique")
+        return self
+
+    def item(self, item_id: str) -> CatalogItem | None:
+        return next((item for item in self.catalog if item.item_id == item_id and item.active), None)
+
+
+@cache
+def default_document() -> dict:
+    return json.loads(resources.files("loyalty.config").joinpath("default_rules.json").read_text("utf-8"))
+
+
+def build_rules(overrides: dict | None = None) -> Rules:
+    """Defaults merged with `overrides` (one level deep: a section given replaces the
+    default's keys it names), validated. Raises Invalid listing every problem."""
+    document = dict(default_document())
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            document[key] = {**document[key], **value}
+        else:
+            document[key] = value
+    try:
+        return Rules.model_validate(document)
+    except ValidationError as exc:
+        raise Invalid([{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]) from exc

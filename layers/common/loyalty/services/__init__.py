@@ -1,0 +1,1 @@
+"""Services: the rules of the programme, over the ports in `loyalty.ports`."""
