@@ -119,6 +119,14 @@ def next_tx_time(now: datetime, last_tx: datetime | None) -> datetime:
     return now
 
 
+def in_sequence(entries: list["LedgerEntry"]) -> tuple["LedgerEntry", ...]:
+    """Entries written together get successive microseconds, so they read back in order."""
+    if not entries:
+        return ()
+    start = entries[0].recorded_at
+    return tuple(replace(e, recorded_at=start + timedelta(microseconds=i)) for i, e in enumerate(entries))
+
+
 # --- moving points ----------------------------------------------------------------------
 
 def take_from_lots(lots: list[Lot], points: int, now: datetime,

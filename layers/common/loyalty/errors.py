@@ -20,6 +20,10 @@ class Unauthorized(LoyaltyError):
     """Signature missing, wrong or too old (-> 401)."""
 
 
+class TooLarge(LoyaltyError):
+    """The request body is above the size limit (-> 413)."""
+
+
 class NotFound(LoyaltyError):
     """The thing asked for does not exist (-> 404)."""
 

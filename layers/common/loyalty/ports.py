@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .records import Change, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
+from .records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
 
 
 class LedgerStore(Protocol):
@@ -41,3 +41,9 @@ class LedgerStore(Protocol):
         """Every member with a ledger (operator tools only: a full read)."""
 
     def all_entries(self, member_id: str) -> list[LedgerEntry]: ...
+
+    def add_consent(self, consent: Consent) -> None:
+        """Append to the channel's consent history (the same decision twice is stored once)."""
+
+    def consent_history(self, member_id: str, channel: str) -> list[Consent]:
+        """Newest decision first; on a tie in time, an opt-out counts as the later one."""

@@ -111,3 +111,15 @@ class Profile:
     birthday: str | None = None
     referrer: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """One consent decision for one channel, as given (the history is all of them)."""
+
+    member_id: str
+    channel: str
+    status: str          # opted_in | opted_out
+    source: str          # checkout_checkbox, keyword, api, wechat_unfollow, ...
+    at: datetime
+    proof: str | None = None

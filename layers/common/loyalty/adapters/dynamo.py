@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import boto3
 from botocore.exceptions import ClientError
 
-from ..domain import Account, EntryType, LedgerEntry, Lot, parse_time, utc_key
+from ..domain import Account, EntryType, LedgerEntry, Lot, parse_time, stable_id, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid, Transient
-from ..records import Change, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 
 EXPIRY_INDEX = "ExpiryIndex"
@@ -164,6 +164,24 @@ class DynamoLedgerStore:
         document = json.loads(item["profile"]["S"])
         document["preferred_channels"] = tuple(document.get("preferred_channels", ()))
         return Profile(member_id=member_id, **document)
+
+    def add_consent(self, consent: Consent) -> None:
+        rank = "1" if consent.status == "opted_out" else "0"  # an opt-out wins a tie in time
+        digest = stable_id(consent.status, consent.source, consent.proof or "", length=10)
+        item = {"PK": _s(member_pk(consent.member_id)),
+                "SK": _s(f"CONSENT#{consent.channel}#{utc_key(consent.at)}#{rank}#{digest}"),
+                "channel": _s(consent.channel), "status": _s(consent.status), "source": _s(consent.source),
+                "at": _s(consent.at.isoformat())}
+        if consent.proof:
+            item["proof"] = _s(consent.proof)
+        self._call("put_item", TableName=self.table, Item=item)
+
+    def consent_history(self, member_id: str, channel: str) -> list[Consent]:
+        items = self._query(KeyConditionExpression="PK = :pk AND begins_with(SK, :p)", ScanIndexForward=False,
+                            ExpressionAttributeValues={":pk": _s(member_pk(member_id)), ":p": _s(f"CONSENT#{channel}#")})
+        return [Consent(member_id=member_id, channel=i["channel"]["S"], status=i["status"]["S"],
+                        source=i["source"]["S"], at=parse_time(i["at"]["S"]),
+                        proof=i["proof"]["S"] if "proof" in i else None) for i in items]
 
     # --- the one write -------------------------------------------------------------
     def commit(self, change: Change) -> None:

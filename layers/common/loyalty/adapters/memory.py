@@ -9,7 +9,7 @@ from typing import Iterator
 
 from ..domain import Account, LedgerEntry, Lot, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict
-from ..records import Change, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 
 
@@ -27,6 +27,7 @@ class MemoryLedgerStore:
         self.redemptions: dict[tuple[str, str], Redemption] = {}
         self.stock: dict[str, int] = {}
         self.profiles: dict[str, Profile] = {}
+        self.consents: dict[tuple[str, str], set[Consent]] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -77,6 +78,13 @@ class MemoryLedgerStore:
 
     def get_profile(self, member_id: str) -> Profile | None:
         return self.profiles.get(member_id)
+
+    def add_consent(self, consent: Consent) -> None:
+        self.consents.setdefault((consent.member_id, consent.channel), set()).add(consent)
+
+    def consent_history(self, member_id: str, channel: str) -> list[Consent]:
+        found = self.consents.get((member_id, channel), set())
+        return sorted(found, key=lambda c: (utc_key(c.at), c.status == "opted_out", c.source), reverse=True)
 
     @staticmethod
     def _entry_key(entry: LedgerEntry) -> str:

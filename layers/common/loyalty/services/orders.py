@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, next_tx_time,
+from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
 from ..ports import LedgerStore
@@ -120,10 +120,10 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
                                    lots=((lot_id, expired),)))
     lot = Lot(lot_id=lot_id, earned_at=event.occurred_at, expires_at=expires_at, points=net,
               remaining=lot_points, source=source)
-    entries = [replace(e, lots=((lot_id, net),)) if e.type is EntryType.EARN else e for e in entries]
+    entries = in_sequence([replace(e, lots=((lot_id, net),)) if e.type is EntryType.EARN else e for e in entries])
     change = Change(member_id=event.member_id, expected_version=account.version,
-                    balance_delta=net - expired, debt_delta=debt_left - account.debt, last_tx=t,
-                    lots=(LotWrite(lot=lot, new=True),) if net > 0 else (), entries=tuple(entries), order=state)
+                    balance_delta=net - expired, debt_delta=debt_left - account.debt, last_tx=entries[-1].recorded_at,
+                    lots=(LotWrite(lot=lot, new=True),) if net > 0 else (), entries=entries, order=state)
     return change, net - expired, account.balance + net - expired
 
 

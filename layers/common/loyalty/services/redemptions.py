@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import replace
 from datetime import datetime
 
-from ..domain import Account, EntryType, LedgerEntry, LotWrite, iso, next_tx_time, settle_debt, stable_id, take_from_lots
+from ..domain import Account, EntryType, LedgerEntry, LotWrite, in_sequence, iso, next_tx_time, settle_debt, stable_id, take_from_lots
 from ..errors import AlreadyApplied, Conflict, Invalid, NotFound
 from ..ports import LedgerStore
 from ..records import Change, Redemption, StockMove
@@ -95,9 +95,10 @@ def cancel_redemption(store: LedgerStore, rules: Rules, member_id: str, redempti
         kept = redemption.points - sum(n for _, n in restore.expired)
         cancelled = replace(redemption, status="cancelled", history=redemption.history + (("cancelled", iso(now)),))
         item = rules.item(redemption.item_id)
+        entries = in_sequence(entries)
         change = Change(member_id=member_id, expected_version=account.version, balance_delta=kept,
-                        debt_delta=restore.debt_after - account.debt, last_tx=t, lots=restore.writes,
-                        entries=tuple(entries), redemption=cancelled, redemption_expected_status=redemption.status,
+                        debt_delta=restore.debt_after - account.debt, last_tx=entries[-1].recorded_at,
+                        lots=restore.writes, entries=entries, redemption=cancelled, redemption_expected_status=redemption.status,
                         stock=StockMove(redemption.item_id, -1, None) if item is not None and item.stock is not None else None)
         store.commit(change)
         return cancelled

@@ -1,0 +1,18 @@
+"""Nightly (EventBridge Scheduler): expire every lot due at the scheduled time."""
+from aws_lambda_powertools import Logger
+
+from loyalty import wiring
+from loyalty.domain import parse_time
+from loyalty.services.expiry import expire_due_lots
+from loyalty.settings import settings
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    now = parse_time(event["time"])  # the schedule's time: re-runnable for any date
+    catch_up = event.get("catch_up_days", wiring.rules().expiry.catch_up_days)
+    summary = expire_due_lots(wiring.ledger_store(), now, settings().expiry_shards, int(catch_up))
+    logger.info("expiry run", extra=summary.as_dict())
+    return summary.as_dict()

@@ -1,0 +1,40 @@
+"""Member profiles and per-channel consent."""
+from __future__ import annotations
+
+from ..errors import NotFound
+from ..ports import LedgerStore
+from ..records import Consent, Profile
+
+
+def update_profile(store: LedgerStore, profile: Profile) -> dict:
+    """Replace the member's profile (the ledger is untouched)."""
+    store.put_profile(profile)
+    return member_view(store, profile.member_id)
+
+
+def member_view(store: LedgerStore, member_id: str) -> dict:
+    profile = store.get_profile(member_id)
+    account = store.load_account(member_id, with_lots=False)
+    if profile is None and account.version == 0:
+        raise NotFound(f"no member {member_id}")
+    body = {"member_id": member_id, "balance": account.balance}
+    if profile is not None:
+        body.update({"name": profile.name, "phone": profile.phone, "wechat_openid": profile.wechat_openid,
+                     "locale": profile.locale, "time_zone": profile.time_zone,
+                     "preferred_channels": list(profile.preferred_channels), "birthday": profile.birthday,
+                     "referrer": profile.referrer})
+    return body
+
+
+def record_consent(store: LedgerStore, consent: Consent) -> dict:
+    """Add a consent decision to the history; the newest decision (by its time) is in force."""
+    store.add_consent(consent)
+    return consent_view(store, consent.member_id, consent.channel)
+
+
+def consent_view(store: LedgerStore, member_id: str, channel: str) -> dict:
+    history = store.consent_history(member_id, channel)
+    return {"member_id": member_id, "channel": channel,
+            "status": history[0].status if history else "unknown",
+            "history": [{"status": c.status, "source": c.source, "at": c.at.isoformat(),
+                         **({"proof": c.proof} if c.proof else {})} for c in history]}

@@ -1,0 +1,1 @@
+"""The HTTP edge: request models, signature checks and response shaping for handlers."""

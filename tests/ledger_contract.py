@@ -1,0 +1,299 @@
+"""Ledger behaviour every LedgerStore must show. Run against the in-memory fake
+(tests/unit) and against DynamoDB in the emulator (tests/integration): the fake is only
+trusted because both pass the same tests. Each module that imports these provides a
+`store` fixture."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from loyalty.domain import EntryType, parse_time
+from loyalty.errors import Conflict, Invalid, NotFound
+from loyalty.rules import build_rules
+from loyalty.services.adjustments import adjust_points
+from loyalty.services.expiry import expire_due_lots
+from loyalty.services.orders import OrderEvent, handle_order_event
+from loyalty.services.queries import ledger_page, points_view, reconcile
+from loyalty.services.redemptions import cancel_redemption, fulfil_redemption, redeem
+
+T0 = parse_time("2026-03-10T10:00:00+08:00")
+RULES = build_rules()
+
+
+def paid(event_id: str, order_id: str, amount: int, at: datetime = T0, member: str = "m1", currency: str = "CNY"):
+    return OrderEvent(event_id, "order.paid", at, order_id, member, amount, currency, None, "h-" + event_id)
+
+
+def refunded(event_id: str, order_id: str, amount: int, refund: int, at: datetime = T0, member: str = "m1"):
+    return OrderEvent(event_id, "order.refunded", at, order_id, member, amount, "CNY", refund, "h-" + event_id)
+
+
+def cancelled(event_id: str, order_id: str, amount: int, at: datetime = T0, member: str = "m1"):
+    return OrderEvent(event_id, "order.cancelled", at, order_id, member, amount, "CNY", None, "h-" + event_id)
+
+
+def balance(store, member="m1") -> int:
+    return store.load_account(member, with_lots=False).balance
+
+
+def assert_reconciled(store):
+    checked, bad = reconcile(store)
+    assert bad == []
+    return checked
+
+
+def expire(store, at: datetime):
+    return expire_due_lots(store, at, 4, 7)
+
+
+# --- earning ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("amount, points", [(0, 0), (99, 0), (9999, 99), (10000, 120), (12345, 143)])
+def test_paid_order_earns_one_point_per_unit_and_the_threshold_bonus(store, amount, points):
+    result = handle_order_event(store, RULES, paid("e1", "o1", amount), T0)
+    assert result == {"event_id": "e1", "member_id": "m1", "points": points, "balance": points}
+    assert balance(store) == points
+    assert_reconciled(store)
+
+
+def test_zero_decimal_currency_counts_whole_units(store):
+    assert handle_order_event(store, RULES, paid("e1", "o1", 250, currency="JPY"), T0)["points"] == 270
+
+
+def test_the_same_event_twice_credits_once_and_answers_the_same(store):
+    first = handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    handle_order_event(store, RULES, paid("e2", "o2", 5000), T0)
+    again = handle_order_event(store, RULES, paid("e1", "o1", 12345), T0 + timedelta(minutes=3))
+    assert again == first
+    assert balance(store) == 143 + 50
+
+
+def test_the_same_event_id_with_another_body_is_a_conflict_and_changes_nothing(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    other = OrderEvent("e1", "order.paid", T0, "o1", "m1", 99999, "CNY", None, "another-hash")
+    with pytest.raises(Conflict):
+        handle_order_event(store, RULES, other, T0)
+    assert balance(store) == 143
+
+
+def test_an_order_paid_again_under_a_new_event_id_earns_nothing_more(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    assert handle_order_event(store, RULES, paid("e2", "o1", 12345), T0)["points"] == 0
+    assert balance(store) == 143
+
+
+def test_an_order_of_another_member_is_a_conflict(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    with pytest.raises(Conflict):
+        handle_order_event(store, RULES, refunded("e2", "o1", 12345, 100, member="m2"), T0)
+    assert balance(store, "m2") == 0 and balance(store) == 143
+
+
+# --- expiry -------------------------------------------------------------------------
+
+def test_points_expire_twelve_months_after_the_order_and_never_twice(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    due = parse_time("2027-03-10T10:00:00+08:00")
+    assert expire(store, due - timedelta(seconds=1)).lots_expired == 0
+    assert balance(store) == 143
+    summary = expire(store, due)
+    assert (summary.lots_expired, summary.points_expired) == (1, 143)
+    assert balance(store) == 0
+    assert expire(store, due + timedelta(days=1)).lots_expired == 0
+    assert expire(store, due).lots_expired == 0  # a re-run for the same date
+    entries = ledger_page(store, "m1", None, 10)["entries"]
+    assert [e["type"] for e in entries] == ["EXPIRE", "EARN"]
+    assert_reconciled(store)
+
+
+def test_a_missed_night_is_made_up_by_the_next_run(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 5000), T0)
+    assert expire(store, parse_time("2027-03-13T00:05:00+08:00")).points_expired == 50
+
+
+def test_expiry_takes_only_what_is_left_of_a_lot(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 200000), T0)
+    redeem(store, RULES, "m1", "coupon-10", "k1", T0 + timedelta(days=1))
+    summary = expire(store, parse_time("2027-03-11T00:00:00+08:00"))
+    assert summary.points_expired == 2020 - 1000
+    assert balance(store) == 0
+    assert_reconciled(store)
+
+
+def test_an_order_reported_after_its_points_lifetime_arrives_expired(store):
+    old = T0 - timedelta(days=400)
+    result = handle_order_event(store, RULES, paid("e1", "o1", 5000, at=old), T0)
+    assert result["points"] == 0 and balance(store) == 0
+    assert [e["type"] for e in ledger_page(store, "m1", None, 10)["entries"]] == ["EXPIRE", "EARN"]
+
+
+# --- spending and refunds -------------------------------------------------------------
+
+def test_spending_takes_the_soonest_expiring_lot_first(store):
+    handle_order_event(store, RULES, paid("e2", "o2", 80000, at=T0 + timedelta(days=30)), T0 + timedelta(days=30))
+    handle_order_event(store, RULES, paid("e1", "o1", 50000, at=T0), T0 + timedelta(days=30))
+    redeem(store, RULES, "m1", "free-shipping", "k1", T0 + timedelta(days=31))
+    lots = {lot["source"]: lot["remaining"] for lot in points_view(store, "m1", T0, "Asia/Shanghai")["lots"]}
+    assert lots == {"order:o1": 220, "order:o2": 820}
+    redeem(store, RULES, "m1", "coupon-10", "k2", T0 + timedelta(days=31))
+    lots = {lot["source"]: lot["remaining"] for lot in points_view(store, "m1", T0, "Asia/Shanghai")["lots"]}
+    assert lots == {"order:o2": 40}
+
+
+def test_partial_refunds_take_back_points_in_proportion_and_a_full_refund_all(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 20000), T0)  # 220 points
+    assert handle_order_event(store, RULES, refunded("e2", "o1", 20000, 5000), T0)["points"] == -55
+    assert handle_order_event(store, RULES, refunded("e3", "o1", 20000, 3333), T0)["points"] == -36
+    assert handle_order_event(store, RULES, refunded("e4", "o1", 20000, 11667), T0)["points"] == -129
+    assert balance(store) == 0
+    assert_reconciled(store)
+
+
+def test_a_refund_above_what_was_paid_is_refused_and_changes_nothing(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 20000), T0)
+    handle_order_event(store, RULES, refunded("e2", "o1", 20000, 15000), T0)
+    with pytest.raises(Conflict):
+        handle_order_event(store, RULES, refunded("e3", "o1", 20000, 6000), T0)
+    assert balance(store) == 220 - 165
+
+
+def test_a_cancellation_takes_back_what_is_left_of_the_order(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 20000), T0)
+    handle_order_event(store, RULES, refunded("e2", "o1", 20000, 5000), T0)
+    assert handle_order_event(store, RULES, cancelled("e3", "o1", 20000), T0)["points"] == -165
+    assert handle_order_event(store, RULES, cancelled("e4", "o1", 20000), T0)["points"] == 0
+    assert balance(store) == 0
+
+
+def test_refunding_spent_points_leaves_a_negative_balance_that_new_points_settle(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 100000), T0)  # 1020
+    redeem(store, RULES, "m1", "coupon-10", "k1", T0)
+    result = handle_order_event(store, RULES, cancelled("e2", "o1", 100000), T0)
+    assert result == {"event_id": "e2", "member_id": "m1", "points": -1020, "balance": -1000}
+    handle_order_event(store, RULES, paid("e3", "o3", 150000), T0)  # 1520
+    assert balance(store) == 520
+    view = points_view(store, "m1", T0, "Asia/Shanghai")
+    assert [lot["remaining"] for lot in view["lots"]] == [520]
+    assert_reconciled(store)
+
+
+def test_the_clamp_policy_stops_at_zero_and_records_the_shortfall(store):
+    rules = build_rules({"refunds": {"negative_balance": "clamp"}})
+    handle_order_event(store, rules, paid("e1", "o1", 100000), T0)
+    redeem(store, rules, "m1", "coupon-10", "k1", T0)
+    assert handle_order_event(store, rules, cancelled("e2", "o1", 100000), T0)["points"] == -20
+    assert balance(store) == 0
+    entry = ledger_page(store, "m1", None, 1)["entries"][0]
+    assert entry["meta"]["shortfall"] == 1000
+    assert_reconciled(store)
+
+
+def test_a_refund_reported_before_the_payment_is_applied_when_the_payment_arrives(store):
+    assert handle_order_event(store, RULES, refunded("e2", "o1", 20000, 10000), T0)["points"] == 0
+    assert handle_order_event(store, RULES, paid("e1", "o1", 20000), T0)["points"] == 110
+    assert balance(store) == 110
+    assert_reconciled(store)
+
+
+# --- redemptions ---------------------------------------------------------------------
+
+def test_redeeming_without_enough_points_is_refused(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 5000), T0)
+    with pytest.raises(Conflict):
+        redeem(store, RULES, "m1", "coupon-10", "k1", T0)
+    assert balance(store) == 50
+
+
+def test_an_unknown_item_is_invalid(store):
+    with pytest.raises(Invalid):
+        redeem(store, RULES, "m1", "no-such-item", "k1", T0)
+
+
+def test_a_redemption_retried_with_its_key_is_not_debited_twice(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 300000), T0)
+    first, created = redeem(store, RULES, "m1", "coupon-10", "k1", T0)
+    again, created_again = redeem(store, RULES, "m1", "coupon-10", "k1", T0)
+    assert created and not created_again and again == first
+    assert balance(store) == 3020 - 1000
+    with pytest.raises(Conflict):
+        redeem(store, RULES, "m1", "coupon-50", "k1", T0)
+
+
+def test_cancelling_a_redemption_returns_points_to_their_lots_and_expired_ones_expire(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 50000), T0)                        # 520, expires 2027-03-10
+    later = T0 + timedelta(days=60)
+    handle_order_event(store, RULES, paid("e2", "o2", 80000, at=later), later)           # 820, expires 2027-05-09
+    redemption, _ = redeem(store, RULES, "m1", "coupon-10", "k1", later)                  # 520 from o1, 480 from o2
+    assert [n for _, n in redemption.allocation] == [520, 480]
+    cancel_at = parse_time("2027-04-01T00:00:00+08:00")                                   # o1 has expired meanwhile
+    cancelled_redemption = cancel_redemption(store, RULES, "m1", redemption.redemption_id, "customer asked", cancel_at)
+    assert cancelled_redemption.status == "cancelled"
+    assert balance(store) == 820
+    types = [(e["type"], e["amount"]) for e in ledger_page(store, "m1", None, 3)["entries"]]
+    assert types == [("EXPIRE", -520), ("REVERSAL", 1000), ("SPEND", -1000)]
+    again = cancel_redemption(store, RULES, "m1", redemption.redemption_id, "again", cancel_at)
+    assert again.status == "cancelled" and balance(store) == 820
+    assert_reconciled(store)
+
+
+def test_a_pending_redemption_holds_points_until_fulfilled_or_released(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 600000), T0)  # 6020
+    mug, _ = redeem(store, RULES, "m1", "coffee-mug", "k1", T0)
+    assert mug.status == "pending" and balance(store) == 3520
+    assert fulfil_redemption(store, "m1", mug.redemption_id, T0).status == "fulfilled"
+    second, _ = redeem(store, RULES, "m1", "coffee-mug", "k2", T0)
+    cancel_redemption(store, RULES, "m1", second.redemption_id, "changed mind", T0)
+    assert balance(store) == 3520
+    assert [e["type"] for e in ledger_page(store, "m1", None, 10)["entries"]] == \
+        ["RELEASE", "HOLD", "CAPTURE", "HOLD", "EARN"]
+    with pytest.raises(NotFound):
+        fulfil_redemption(store, "m1", "r-nope", T0)
+
+
+def test_an_item_out_of_stock_is_refused(store):
+    rules = build_rules({"catalog": [{"item_id": "rare", "name": "Rare", "points": 10, "stock": 1}]})
+    handle_order_event(store, rules, paid("e1", "o1", 5000), T0)
+    redeem(store, rules, "m1", "rare", "k1", T0)
+    with pytest.raises(Conflict):
+        redeem(store, rules, "m1", "rare", "k2", T0)
+    assert balance(store) == 40
+
+
+# --- adjustments and the ledger --------------------------------------------------------
+
+def test_adjustments_add_and_remove_points_once_per_key_and_never_below_zero(store):
+    add = adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0)
+    assert add["balance"] == 500
+    assert adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0) == add
+    with pytest.raises(Conflict):
+        adjust_points(store, RULES, "m1", 600, "goodwill", "op-7", "a1", "h2", T0)
+    assert adjust_points(store, RULES, "m1", -200, "correction", "op-7", "a2", "h3", T0)["balance"] == 300
+    with pytest.raises(Conflict):
+        adjust_points(store, RULES, "m1", -301, "too much", "op-7", "a3", "h4", T0)
+    entry = ledger_page(store, "m1", None, 1)["entries"][0]
+    assert entry["type"] == "ADJUST" and entry["source"] == "operator:op-7" and entry["reason"] == "correction"
+    assert_reconciled(store)
+
+
+def test_the_ledger_pages_newest_first_with_the_balance_after_each_entry(store):
+    for i in range(7):
+        handle_order_event(store, RULES, paid(f"e{i}", f"o{i}", 1000 * (i + 1)), T0 + timedelta(minutes=i))
+    first = ledger_page(store, "m1", None, 3)
+    second = ledger_page(store, "m1", first["next_cursor"], 3)
+    third = ledger_page(store, "m1", second["next_cursor"], 3)
+    entries = first["entries"] + second["entries"] + third["entries"]
+    assert third["next_cursor"] is None
+    assert [e["amount"] for e in entries] == [70, 60, 50, 40, 30, 20, 10]
+    assert [e["balance_after"] for e in entries] == [280, 210, 150, 100, 60, 30, 10]
+    with pytest.raises(Invalid):
+        ledger_page(store, "m1", "garbage", 3)
+
+
+def test_points_view_groups_expiring_points_by_local_date(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 5000, at=parse_time("2026-03-10T23:30:00+08:00")), T0)
+    handle_order_event(store, RULES, paid("e2", "o2", 3000, at=parse_time("2026-03-10T08:00:00+08:00")), T0)
+    view = points_view(store, "m1", T0, "Asia/Shanghai")
+    assert view["balance"] == 80
+    assert view["expiring"] == [{"date": "2027-03-10", "points": 80}]
+    assert points_view(store, "m1", T0, "UTC")["expiring"] == [{"date": "2027-03-10", "points": 80}]

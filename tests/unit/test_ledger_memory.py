@@ -1,0 +1,10 @@
+"""The ledger's behaviour over the in-memory store."""
+import pytest
+
+from loyalty.adapters.memory import MemoryLedgerStore
+from tests.ledger_contract import *  # noqa: F401,F403 - the shared behaviour
+
+
+@pytest.fixture
+def store():
+    return MemoryLedgerStore()
