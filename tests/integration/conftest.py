@@ -1,0 +1,24 @@
+"""Integration tests talk to the AWS emulator over HTTP, as boto3 does in Lambda."""
+import pytest
+
+from infra.local.testing import start_emulator
+
+
+@pytest.fixture(scope="session")
+def aws():
+    with start_emulator() as session:
+        yield session
+
+
+@pytest.fixture
+def fresh_aws(aws):
+    """The emulator emptied and its resources re-created, and the adapters' caches cleared."""
+    from loyalty import wiring
+    from loyalty.adapters import config
+    from loyalty.settings import settings
+
+    aws.reset()
+    settings.cache_clear()
+    wiring.ledger_store.cache_clear()
+    config.clear_cache()
+    yield aws
