@@ -263,12 +263,12 @@ def test_an_item_out_of_stock_is_refused(store):
 # --- adjustments and the ledger --------------------------------------------------------
 
 def test_adjustments_add_and_remove_points_once_per_key_and_never_below_zero(store):
-    add = adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0)
-    assert add["balance"] == 500
-    assert adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0) == add
+    add, created = adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0)
+    assert created and add["balance"] == 500
+    assert adjust_points(store, RULES, "m1", 500, "goodwill", "op-7", "a1", "h1", T0) == (add, False)
     with pytest.raises(Conflict):
         adjust_points(store, RULES, "m1", 600, "goodwill", "op-7", "a1", "h2", T0)
-    assert adjust_points(store, RULES, "m1", -200, "correction", "op-7", "a2", "h3", T0)["balance"] == 300
+    assert adjust_points(store, RULES, "m1", -200, "correction", "op-7", "a2", "h3", T0)[0]["balance"] == 300
     with pytest.raises(Conflict):
         adjust_points(store, RULES, "m1", -301, "too much", "op-7", "a3", "h4", T0)
     entry = ledger_page(store, "m1", None, 1)["entries"][0]

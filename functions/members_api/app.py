@@ -12,7 +12,7 @@ from loyalty.services import adjustments, members, queries, redemptions
 from loyalty.web.edge import check_size, raw_body
 from loyalty.web.models import (CHANNELS, AdjustmentBody, CancelBody, ConsentBody, ProfileBody, RedemptionBody,
                                 canonical_hash, check_member_id, parse_json, validate)
-from loyalty.web.responses import error_body, json_response
+from loyalty.web.responses import error_response, json_response
 from loyalty.web.views import redemption_view
 
 logger = Logger()
@@ -30,15 +30,17 @@ def _body(model):
     return validate(model, document), document
 
 
+def _proxy(response: dict) -> Response:
+    return Response(status_code=response["statusCode"], headers=response["headers"], body=response["body"])
+
+
 def _reply(status: int, body) -> Response:
-    response = json_response(status, body)
-    return Response(status_code=status, headers=response["headers"], body=response["body"])
+    return _proxy(json_response(status, body))
 
 
 @app.exception_handler(LoyaltyError)
 def _refused(error: LoyaltyError) -> Response:
-    status, body = error_body(error)
-    return _reply(status, body)
+    return _proxy(error_response(error))
 
 
 @app.put("/members/<member_id>")
@@ -107,6 +109,7 @@ def get_redemptions(member_id: str):
 @app.post("/members/<member_id>/redemptions/<redemption_id>/cancel")
 def cancel_redemption(member_id: str, redemption_id: str):
     raw = raw_body(app.current_event.raw_event)
+    check_size(raw)
     reason = validate(CancelBody, parse_json(raw)).reason if raw.strip() else "cancelled"
     redemption = redemptions.cancel_redemption(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
                                                redemption_id, reason, _now())
@@ -122,11 +125,11 @@ def fulfil_redemption(member_id: str, redemption_id: str):
 @app.post("/members/<member_id>/adjustments")
 def post_adjustment(member_id: str):
     body, document = _body(AdjustmentBody)
-    result = adjustments.adjust_points(
+    result, created = adjustments.adjust_points(
         wiring.ledger_store(), wiring.rules(), check_member_id(member_id), body.points, body.reason, body.operator_id,
         body.idempotency_key, canonical_hash(document), _now(),
         expires_at=parse_time(body.expires_at) if body.expires_at else None)
-    return _reply(201, result)
+    return _reply(201 if created else 200, result)
 
 
 @app.get("/catalog")

@@ -131,12 +131,12 @@ def in_sequence(entries: list["LedgerEntry"]) -> tuple["LedgerEntry", ...]:
 
 def take_from_lots(lots: list[Lot], points: int, now: datetime,
                    first: str | None = None) -> tuple[list[Lot], list[tuple[str, int]], int]:
-    """Take up to `points` from spendable lots, soonest expiry first (the lot `first`
-    before all others when given). Returns the changed lots, the allocation
+    """Take up to `points` from spendable lots, soonest expiry first. The lot `first`
+    (an order's own lot, on a refund) goes before all others, even past its expiry: those
+    points leave the member either way. Returns the changed lots, the allocation
     [(lot_id, taken)] and what could not be covered."""
-    ordered = sorted((lot for lot in lots if lot.spendable(now)), key=lambda lot: (lot.expires_at, lot.lot_id))
-    if first is not None:
-        ordered.sort(key=lambda lot: lot.lot_id != first)
+    ordered = sorted((lot for lot in lots if lot.spendable(now) or (lot.lot_id == first and lot.remaining > 0)),
+                     key=lambda lot: (lot.lot_id != first, lot.expires_at, lot.lot_id))
     changed, allocation, left = [], [], points
     for lot in ordered:
         if left == 0:

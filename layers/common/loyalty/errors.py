@@ -41,5 +41,10 @@ class AlreadyApplied(LoyaltyError):
     """The write was already made (an idempotency record exists)."""
 
 
+class Misconfigured(LoyaltyError):
+    """The deployment's configuration is wrong (rules, secrets): fix it, then retries
+    succeed (-> 503, so callers keep retrying and nothing is lost)."""
+
+
 class Transient(LoyaltyError):
     """A downstream fault worth retrying (throttling, timeouts, 5xx) (-> 503)."""

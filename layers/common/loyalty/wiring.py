@@ -3,9 +3,12 @@ container, on first use."""
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from .rules import Rules, build_rules
 from .settings import settings
+
+if TYPE_CHECKING:
+    from .rules import Rules
 
 
 @cache
@@ -26,9 +29,15 @@ _built_cache: dict[str, Rules] = {}
 
 
 def _built(key: str, overrides: dict) -> Rules:
+    from .errors import Invalid, Misconfigured
+    from .rules import build_rules  # pydantic models built on first use
     if key not in _built_cache:
+        try:
+            rules = build_rules(overrides)
+        except Invalid as exc:  # the merchant's document, not the caller's request, is wrong
+            raise Misconfigured(f"the programme rules are invalid: {exc}") from exc
         _built_cache.clear()
-        _built_cache[key] = build_rules(overrides)
+        _built_cache[key] = rules
     return _built_cache[key]
 
 

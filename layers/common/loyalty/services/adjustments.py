@@ -1,32 +1,38 @@
 """Manual adjustments by an operator, each with a reason and the operator's id."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from datetime import datetime
 
 from ..domain import EntryType, LedgerEntry, Lot, LotWrite, add_months, next_tx_time, settle_debt, stable_id, take_from_lots
 from ..errors import AlreadyApplied, Conflict, Invalid
 from ..ports import LedgerStore
 from ..records import Change, IdempotencyRecord
-from ..rules import Rules
 from ._retry import with_retries
+
+if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
+    from ..rules import Rules
 
 
 def adjust_points(store: LedgerStore, rules: Rules, member_id: str, points: int, reason: str, operator_id: str,
-                  idempotency_key: str, request_hash: str, now: datetime, expires_at: datetime | None = None) -> dict:
+                  idempotency_key: str, request_hash: str, now: datetime,
+                  expires_at: datetime | None = None) -> tuple[dict, bool]:
     """Add points (a new lot, expiring like earned points unless `expires_at` is given) or
-    remove them (soonest-expiring lots first; never below zero). Idempotent per key."""
+    remove them (soonest-expiring lots first; never below zero). Idempotent per key:
+    returns the answer and whether this call made the adjustment."""
     if points == 0:
         raise Invalid([{"field": "points", "problem": "must not be 0"}])
-    if expires_at is not None and expires_at <= now:
-        raise Invalid([{"field": "expires_at", "problem": "must be in the future"}])
     key = f"adjust#{member_id}#{idempotency_key}"
 
-    def attempt() -> dict:
+    def attempt() -> tuple[dict, bool]:
         record = store.get_idempotency(key)
         if record is not None:
             if record.body_hash != request_hash:
                 raise Conflict(f"idempotency_key {idempotency_key!r} was already used with a different body")
-            return record.response
+            return record.response, False
+        if expires_at is not None and expires_at <= now:
+            raise Invalid([{"field": "expires_at", "problem": "must be in the future"}])
         account = store.load_account(member_id, with_lots=points < 0)
         t = next_tx_time(now, account.last_tx)
         entry_id = stable_id(key, "adjust")
@@ -54,6 +60,6 @@ def adjust_points(store: LedgerStore, rules: Rules, member_id: str, points: int,
             store.commit(change)
         except AlreadyApplied:
             return attempt()
-        return response
+        return response, True
 
     return with_retries(attempt)

@@ -1,6 +1,8 @@
 """Order callbacks: earning on paid orders, taking points back on refunds and cancellations."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -9,8 +11,10 @@ from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months
 from ..errors import AlreadyApplied, Conflict
 from ..ports import LedgerStore
 from ..records import Change, IdempotencyRecord, OrderState
-from ..rules import Rules
 from ._retry import with_retries
+
+if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
+    from ..rules import Rules
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 and give points back to their own lots when a redemption is cancelled."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import base64
 import hashlib
 from dataclasses import replace
@@ -11,8 +13,10 @@ from ..domain import Account, EntryType, LedgerEntry, LotWrite, in_sequence, iso
 from ..errors import AlreadyApplied, Conflict, Invalid, NotFound
 from ..ports import LedgerStore
 from ..records import Change, Redemption, StockMove
-from ..rules import Rules
 from ._retry import with_retries
+
+if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
+    from ..rules import Rules
 
 
 def redemption_id_for(member_id: str, idempotency_key: str) -> str:

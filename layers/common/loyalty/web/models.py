@@ -49,6 +49,8 @@ def validate(model: type[BaseModel], document: object) -> BaseModel:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
+            if not field and message.startswith("@"):  # a cross-field check naming its field
+                field, _, message = message[1:].partition(" ")
             problems.append({"field": field, "problem": message})
         raise Invalid(problems) from exc
 
@@ -83,9 +85,9 @@ class OrderEventBody(BaseModel):
     def _refund_amount(self) -> "OrderEventBody":
         if self.type == "order.refunded":
             if self.order.refund_amount_minor is None:
-                raise ValueError("order.refund_amount_minor is required for order.refunded")
+                raise ValueError("@order.refund_amount_minor is required for order.refunded")
             if self.order.refund_amount_minor > self.order.amount_minor:
-                raise ValueError("order.refund_amount_minor is above order.amount_minor")
+                raise ValueError("@order.refund_amount_minor must not be above order.amount_minor")
         return self
 
 

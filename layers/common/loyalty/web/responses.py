@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from ..errors import Conflict, Invalid, LoyaltyError, NotFound, TooLarge, Transient, Unauthorized
+from ..errors import Conflict, Invalid, LoyaltyError, Misconfigured, NotFound, TooLarge, Transient, Unauthorized
 
-_STATUS = {Invalid: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, TooLarge: 413, Transient: 503}
+_STATUS = {Invalid: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, TooLarge: 413, Misconfigured: 503, Transient: 503}
 
 
 def json_response(status: int, body: dict | list, headers: dict | None = None) -> dict:
@@ -24,5 +24,5 @@ def error_body(error: LoyaltyError) -> tuple[int, dict]:
 
 def error_response(error: LoyaltyError) -> dict:
     status, body = error_body(error)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": "5"} if status == 503 else None
     return json_response(status, body, headers)

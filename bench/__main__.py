@@ -1,0 +1,75 @@
+"""`make bench`: the figures of DESIGN.md this code touches, as a table with targets.
+
+Everything runs against the local AWS emulator over HTTP through the real handlers;
+calls are counted with botocore event hooks; time appears only as a ratio measured in
+one run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS: list[tuple[str, str, str, bool]] = []
+
+
+def row(operation: str, measured: str, target: str, ok: bool) -> None:
+    ROWS.append((operation, measured, target, ok))
+    print(f"  {'PASS' if ok else 'FAIL'}  {operation}: {measured} (target {target})", flush=True)
+
+
+def main() -> int:
+    from infra.local import moto_patches
+    from infra.local.testing import start_emulator
+    from bench.counting import CallCounter
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    moto_patches.apply()
+    counter = CallCounter().install()
+    print("starting the emulator and the template's resources ...", flush=True)
+    with start_emulator() as aws:
+        from bench import ledger
+        ledger.credits(counter, row)
+        ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
+                              due=int(os.environ.get("BENCH_DUE", "300")))
+    import_time_ratio(row)
+    print_table()
+    return 0 if all(ok for *_, ok in ROWS) else 1
+
+
+def import_time_ratio(row) -> None:
+    """Handler import time / `import boto3`, each in a fresh interpreter, medians of 7."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def timed(code: str) -> float:
+        script = f"import time\nt = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
+        return float(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
+
+    boto3_code = "import boto3"
+    for name in ("order_webhook", "members_api", "expiry_scan"):
+        handler_code = ("import importlib.util\n"
+                        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions' / name / 'app.py')!r})\n"
+                        "spec.loader.exec_module(importlib.util.module_from_spec(spec))")
+        pairs = [(timed(handler_code), timed(boto3_code)) for _ in range(7)]
+        ratio = statistics.median(h for h, _ in pairs) / statistics.median(b for _, b in pairs)
+        row(f"handler import time ÷ import boto3 ({name})", f"{ratio:.2f}", "≤ 1.50", ratio <= 1.5)
+
+
+def print_table() -> None:
+    width = max(len(r[0]) for r in ROWS)
+    print()
+    print(f"| {'operation'.ljust(width)} | measured | target | result |")
+    print(f"|{'-' * (width + 2)}|----------|--------|--------|")
+    for operation, measured, target, ok in ROWS:
+        print(f"| {operation.ljust(width)} | {measured} | {target} | {'pass' if ok else 'FAIL'} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Count AWS calls the way DESIGN.md's figures are stated, with botocore event hooks."""
+from __future__ import annotations
+
+from collections import Counter
+
+import boto3
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
+
+
+class CallCounter:
+    """Counts DynamoDB calls and items read by every client of the default boto3 session
+    created after `install()`."""
+
+    def __init__(self):
+        self.calls: Counter[str] = Counter()
+        self.items_read = 0
+
+    def install(self) -> "CallCounter":
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("after-call.dynamodb", self._after)
+        return self
+
+    def _after(self, parsed=None, model=None, **_):
+        name = model.name
+        self.calls[name] += 1
+        if name in ("Query", "Scan"):
+            self.items_read += parsed.get("ScannedCount", parsed.get("Count", 0))
+        elif name == "GetItem":
+            self.items_read += 1 if "Item" in parsed else 0
+        elif name in ("BatchGetItem",):
+            self.items_read += sum(len(items) for items in parsed.get("Responses", {}).values())
+        elif name == "TransactGetItems":
+            self.items_read += sum(1 for r in parsed.get("Responses", []) if r.get("Item"))
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.items_read = 0
+
+    @property
+    def writes(self) -> int:
+        return sum(n for op, n in self.calls.items() if op in WRITES)
+
+    @property
+    def reads(self) -> int:
+        return sum(n for op, n in self.calls.items() if op in READS)
