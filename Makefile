@@ -23,9 +23,10 @@ $(SAMVENV)/.installed: infra/sam-requirements.txt
 	$(SAMVENV)/bin/pip install -q -r infra/sam-requirements.txt
 	touch $@
 
-## make run [DEMO=0] [PORT=3000]: the local stack on 127.0.0.1, plus the demo story
+## make run [DEMO=0] [PORT=3000] [LOG=INFO]: the local stack on 127.0.0.1, plus the demo story
+LOG ?= WARNING
 run: venv
-	$(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
+	POWERTOOLS_LOG_LEVEL=$(LOG) $(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
 
 ## make test: lint and build the template, then unit, integration and end-to-end tests
 test: venv lint build

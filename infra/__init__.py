@@ -1,0 +1,1 @@
+"""Everything about running the application: the local stack and extra templates."""

@@ -1,0 +1,21 @@
+"""The local stack: AWS's part played on one machine, driven by template.yaml.
+
+    python -m infra.local serve --port 3000 --demo 0
+
+or, from Python (tests):
+
+    from infra.local import LocalStack
+    with LocalStack("template.yaml", port=0) as stack:
+        ...  # stack.api_url, stack.emulator_url, stack.drain(), stack.run_schedule()
+
+Modules, in the order a request meets them: template (read template.yaml),
+emulator (moto on loopback), resources (tables, queues, secrets from the template),
+runtime (import and invoke the functions), http + apigateway (the API), pollers
+(SQS event sources), schedules (run on demand), stack (all of it together),
+testing (helpers for test fixtures).
+"""
+
+from .stack import LocalStack
+from .template import TemplateError, TemplateModel, load_template
+
+__all__ = ["LocalStack", "TemplateError", "TemplateModel", "load_template"]

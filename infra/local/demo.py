@@ -1,0 +1,117 @@
+"""The demo story `make run` prints as a timeline.
+
+Everything goes through the local stack's HTTP API, as an order system, an operator and
+the scheduler would use it. Dates are relative to today, so the story works any day:
+Ana's first order was almost a year ago, and its points are about to expire.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import requests
+
+from loyalty.web.signatures import sign_order_body
+
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+class Story:
+    def __init__(self, base_url: str, out: Callable[[str], None]):
+        self.base = base_url.rstrip("/")
+        self.out = out
+        self.http = requests.Session()
+        self.secret = os.environ.get("ORDER_WEBHOOK_SECRET", "local-order-secret")
+
+    def say(self, when: datetime | str, text: str) -> None:
+        stamp = when if isinstance(when, str) else when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        self.out(f"  {stamp:<16}  {text}")
+
+    def call(self, method: str, path: str, body: dict | None = None, expect: tuple[int, ...] = (200, 201)) -> dict:
+        response = self.http.request(method, self.base + path, json=body, timeout=30)
+        if response.status_code not in expect:
+            raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def order(self, event_id: str, kind: str, at: datetime, order_id: str, member: str, amount: int,
+              currency: str = "CNY", refund: int | None = None) -> tuple[int, dict]:
+        order = {"order_id": order_id, "member_id": member, "amount_minor": amount, "currency": currency}
+        if refund is not None:
+            order["refund_amount_minor"] = refund
+        raw = json.dumps({"event_id": event_id, "type": kind, "occurred_at": at.isoformat(), "order": order}).encode()
+        response = self.http.post(self.base + "/webhooks/orders", data=raw, timeout=30, headers={
+            "Content-Type": "application/json", "X-Signature": sign_order_body(self.secret, raw, int(time.time()))})
+        return response.status_code, response.json()
+
+
+def run(base_url: str, out: Callable[[str], None] = print) -> None:
+    """Tell the demo story against the local stack at `base_url`."""
+    s = Story(base_url, out)
+    now = datetime.now(SHANGHAI).replace(second=0, microsecond=0)
+    first = (now - timedelta(days=360)).replace(hour=14, minute=3)
+    out("")
+    out("Demo story: a member's year in points (every step is an HTTP call to " + s.base + ")")
+    out("")
+    s.call("PUT", "/members/ana", {"name": "Ana", "phone": "+85291234567", "locale": "zh-HK",
+                                    "time_zone": "Asia/Hong_Kong", "preferred_channels": ["whatsapp", "sms"]})
+    s.say(first - timedelta(minutes=5), "Ana joins: PUT /members/ana (zh-HK, WhatsApp then SMS)")
+    s.call("PUT", "/members/ana/consents/whatsapp", {"status": "opted_in", "source": "checkout_checkbox",
+                                                     "at": (first - timedelta(minutes=4)).isoformat()})
+    s.say(first - timedelta(minutes=4), "Ana ticks 'send me WhatsApp updates' at checkout: consent recorded")
+
+    _, paid = s.order("evt-A1001-paid", "order.paid", first, "A1001", "ana", 123450, "HKD")
+    s.say(first, f"order A1001 paid, HK$1,234.50  -> {paid['points']:+} points (1 per HK$1, +20 over HK$100), "
+                 f"balance {paid['balance']}")
+    status, again = s.order("evt-A1001-paid", "order.paid", first, "A1001", "ana", 123450, "HKD")
+    s.say(first, f"the order system retries the same callback -> {status}, {again['points']:+} again in the answer, "
+                 f"balance still {again['balance']}: credited once")
+    status, clash = s.order("evt-A1001-paid", "order.paid", first, "A1001", "ana", 999900, "HKD")
+    s.say(first, f"same event id, different amount -> {status}: {clash['message']}")
+
+    second = now - timedelta(days=20)
+    _, paid2 = s.order("evt-A1002-paid", "order.paid", second, "A1002", "ana", 8800, "HKD")
+    s.say(second, f"order A1002 paid, HK$88.00  -> {paid2['points']:+}, balance {paid2['balance']}")
+    _, refund = s.order("evt-A1002-refund-1", "order.refunded", second + timedelta(days=2), "A1002", "ana", 8800,
+                        "HKD", refund=4000)
+    s.say(second + timedelta(days=2), f"HK$40.00 of A1002 refunded -> {refund['points']:+} (in proportion), "
+                                      f"balance {refund['balance']}")
+
+    redemption = s.call("POST", "/members/ana/redemptions", {"item_id": "coupon-10", "idempotency_key": "ana-r1"})
+    s.say(now, f"Ana redeems '10 off your next order' for {redemption['points']} points -> code {redemption['code']}, "
+               f"balance {redemption['balance']} (taken from the lot that expires first)")
+    points = s.call("GET", "/members/ana/points")
+    for item in points["expiring"]:
+        s.say(now, f"  {item['points']:>5} points expire on {item['date']}")
+
+    _, bob = s.order("evt-B77-paid", "order.paid", now - timedelta(days=3), "B77", "bob", 600000)
+    s.call("POST", "/members/bob/redemptions", {"item_id": "coupon-50", "idempotency_key": "bob-r1"})
+    _, cancel = s.order("evt-B77-cancelled", "order.cancelled", now, "B77", "bob", 600000)
+    s.say(now, f"Bob earns {bob['points']}, spends 4500 on a coupon, then his order is cancelled -> "
+               f"{cancel['points']:+}: balance {cancel['balance']} (a debt his next points settle first)")
+
+    expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
+    run_at = expiry_day.replace(hour=0, minute=5)
+    summary = s.call("POST", "/_local/schedules/ExpiryScanFunction", {"time": run_at.isoformat()})
+    result = summary.get("result", {})
+    s.say(run_at, f"nightly expiry (EventBridge schedule, run on demand): {result.get('lots_expired')} lot(s), "
+                  f"{result.get('points_expired')} points expired")
+    again = s.call("POST", "/_local/schedules/ExpiryScanFunction", {"time": run_at.isoformat()})
+    s.say(run_at, f"the same night run again -> {again.get('result', {}).get('points_expired')} points: never twice")
+    points = s.call("GET", "/members/ana/points")
+    s.say(run_at, f"Ana's balance {points['balance']}; next expiry "
+                  f"{points['expiring'][0]['date'] if points['expiring'] else '-'}")
+    ledger = s.call("GET", "/members/ana/ledger?limit=10")
+    out("")
+    out("  Ana's ledger (GET /members/ana/ledger), newest first:")
+    for entry in ledger["entries"]:
+        out(f"    {entry['type']:<9}{entry['amount']:>+7}  balance {entry['balance_after']:>6}  {entry['reason']}")
+    out("")
+    from loyalty import wiring
+    from loyalty.services.queries import reconcile
+    checked, bad = reconcile(wiring.ledger_store())
+    out(f"  reconcile: {checked} members, balance = sum of entries = sum of lots - debt: "
+        f"{'ok' if not bad else f'{len(bad)} MISMATCHED'}")
+    out("")

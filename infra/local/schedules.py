@@ -1,0 +1,202 @@
+"""The template's schedules, run on demand at a chosen time.
+
+Locally nothing fires on its own: `POST /_local/schedules/{Function}` with
+`{"time": "2026-11-23T16:05:00Z"}` runs the function as EventBridge would at that
+time, waits for the queues it fed to drain, and answers what happened. That time
+becomes the local stack's "now" (SimulatedClock), which lets a demo or a test jump
+a year ahead without waiting for midnight.
+
+The event is the schedule's Input with EventBridge Scheduler's context attributes
+(<aws.scheduler.scheduled-time> and friends) filled in; without Input it is the
+"Scheduled Event" envelope EventBridge sends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .http import Request, Response
+from .runtime import FunctionRuntime
+from .template import FunctionSpec, ScheduleEvent, TemplateModel
+
+log = logging.getLogger(__name__)
+
+
+class ScheduleError(Exception):
+    """A schedule request that cannot run: `status` says how to answer it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class SimulatedClock:
+    """The local stack's "now": the time of the last schedule run, else real time.
+
+    Code that releases work on time (deferred messages) subscribes to be told when
+    the clock moves.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._time: datetime | None = None
+        self._listeners: list[Callable[[datetime], None]] = []
+
+    def now(self) -> datetime:
+        """The simulated time if a schedule has run, else the real UTC time."""
+        with self._lock:
+            return self._time or datetime.now(timezone.utc)
+
+    @property
+    def simulated(self) -> datetime | None:
+        """The simulated time, None until a schedule has run."""
+        with self._lock:
+            return self._time
+
+    def set(self, when: datetime) -> None:
+        """Move the clock (forwards or back) and tell the subscribers."""
+        with self._lock:
+            self._time = when
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(when)
+
+    def subscribe(self, listener: Callable[[datetime], None]) -> None:
+        """Call `listener(new_time)` every time the clock is set."""
+        with self._lock:
+            self._listeners.append(listener)
+
+
+def parse_time(text: Any, default_timezone: str = "UTC") -> datetime:
+    """An ISO 8601 time as an aware UTC datetime. A time without an offset is read in
+    `default_timezone` (the schedule's ScheduleExpressionTimezone), as Scheduler
+    reads the schedule itself. ScheduleError(400) if it is not a time."""
+    if not isinstance(text, str) or not text.strip():
+        raise ScheduleError(400, 'the body must be {"time": "<ISO 8601>"}, '
+                                 'e.g. {"time": "2026-11-23T16:05:00Z"}')
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ScheduleError(400, f"time {text!r} is not ISO 8601, e.g. 2026-11-23T16:05:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_zone(default_timezone))
+    return when.astimezone(timezone.utc)
+
+
+def _zone(name: str) -> timezone | ZoneInfo:
+    if name.upper() == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        raise ScheduleError(400, f"unknown time zone {name!r}") from None
+
+
+def iso_utc(when: datetime) -> str:
+    """2026-11-23T16:05:00Z: the form Scheduler substitutes."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedule_arn(model: TemplateModel, event: ScheduleEvent) -> str:
+    """The ARN of the Scheduler schedule or EventBridge rule behind `event`."""
+    if event.kind == "ScheduleV2":
+        return f"arn:aws:scheduler:{model.region}:{model.account_id}:schedule/default/{event.schedule_name}"
+    return f"arn:aws:events:{model.region}:{model.account_id}:rule/{event.schedule_name}"
+
+
+def scheduled_event(model: TemplateModel, event: ScheduleEvent, when: datetime,
+                    attempt: int = 1) -> Any:
+    """The payload the function receives for `event` firing at `when`."""
+    arn = schedule_arn(model, event)
+    if event.input is not None:
+        text = event.input
+        for name, value in {
+            "<aws.scheduler.scheduled-time>": iso_utc(when),
+            "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+            "<aws.scheduler.schedule-arn>": arn,
+            "<aws.scheduler.attempt-number>": str(attempt),
+        }.items():
+            text = text.replace(name, value)
+        return json.loads(text)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler" if event.kind == "ScheduleV2" else "aws.events",
+        "account": model.account_id,
+        "time": iso_utc(when),
+        "region": model.region,
+        "resources": [arn],
+        "detail": {},
+    }
+
+
+class ScheduleRunner:
+    """Runs a function's schedule at a given time, then drains the queues."""
+
+    def __init__(self, model: TemplateModel, runtime: FunctionRuntime,
+                 drain: Callable[[], dict], clock: SimulatedClock):
+        self.model = model
+        self.runtime = runtime
+        self.drain = drain
+        self.clock = clock
+
+    def run(self, function_name: str, time_text: Any, event_name: str | None = None) -> dict:
+        """Run `function_name`'s schedule at `time_text`; the handler's exceptions
+        propagate. Answers {"function", "event", "time", "result", "queues",
+        "dead_letter", "drained"}."""
+        function = self.model.find_function(function_name)
+        if function is None:
+            raise ScheduleError(404, f"no function {function_name!r}; scheduled functions: "
+                                     f"{', '.join(self.scheduled_functions()) or 'none'}")
+        event = self._pick_event(function, event_name)
+        when = parse_time(time_text, event.timezone)
+        self.clock.set(when)
+        payload = scheduled_event(self.model, event, when)
+        log.info("schedule %s.%s at %s", function.logical_id, event.name, iso_utc(when))
+        result = self.runtime.invoke(function.logical_id, payload)
+        counts = self.drain()
+        return {"function": function.logical_id, "event": event.name, "time": iso_utc(when),
+                "result": result, **counts}
+
+    def scheduled_functions(self) -> list[str]:
+        """Logical ids of the functions that have a Schedule/ScheduleV2 event."""
+        return [f.logical_id for f in self.model.functions.values() if f.events_of(ScheduleEvent)]
+
+    @staticmethod
+    def _pick_event(function: FunctionSpec, event_name: str | None) -> ScheduleEvent:
+        events = function.events_of(ScheduleEvent)
+        if not events:
+            raise ScheduleError(404, f"{function.logical_id} has no Schedule or ScheduleV2 event")
+        if event_name is not None:
+            for event in events:
+                if event.name.lower() == event_name.lower():
+                    return event
+            raise ScheduleError(404, f"{function.logical_id} has no schedule named {event_name!r}")
+        if len(events) > 1:
+            raise ScheduleError(400, f"{function.logical_id} has several schedules; say which "
+                                     f"with \"event\": one of {[e.name for e in events]}")
+        return events[0]
+
+    def handle(self, request: Request, params: dict[str, str]) -> Response:
+        """POST /_local/schedules/{function}, body {"time": ..., "event"?: ...}."""
+        try:
+            body = request.json() or {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return Response.json(400, {"message": 'the body must be a JSON object: {"time": "<ISO 8601>"}'})
+        try:
+            return Response.json(200, self.run(params["function"], body.get("time"), body.get("event")))
+        except ScheduleError as exc:
+            return Response.json(exc.status, {"message": str(exc)})
+        except Exception as exc:
+            log.exception("scheduled run of %s failed", params["function"])
+            return Response.json(500, {"message": "the function raised",
+                                       "error": f"{type(exc).__name__}: {exc}"})

@@ -1,0 +1,18 @@
+"""`make run` tells its story and keeps serving; `make run DEMO=0` only serves."""
+import time
+
+import requests
+
+from infra.local.testing import spawn_local_stack
+
+
+def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
+    with spawn_local_stack(demo=True, env={"POWERTOOLS_LOG_LEVEL": "WARNING"}, timeout=120) as running:
+        deadline = time.monotonic() + 90
+        while "reconcile:" not in running.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        output = running.output()
+        assert "Demo story" in output and "never twice" in output, output
+        assert "balance = sum of entries = sum of lots - debt: ok" in output, output
+        assert "demo story failed" not in output
+        assert requests.get(running.api_url + "/members/ana/points", timeout=10).json()["balance"] == 48

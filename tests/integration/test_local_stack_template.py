@@ -1,0 +1,154 @@
+"""The local stack reads template.yaml as CloudFormation and SAM would, and builds
+the emulated resources from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from infra.local.resources import create_resources
+from infra.local.runtime import EnvironmentConflict, function_environment
+from infra.local.template import ApiEvent, TemplateError, load_template
+from infra.local.testing import start_emulator
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+
+def test_globals_apply_to_every_function_and_the_function_wins():
+    model = load_template(TEMPLATE)
+
+    order_webhook = model.functions["OrderWebhookFunction"]
+    expiry_scan = model.functions["ExpiryScanFunction"]
+    assert order_webhook.timeout == 10 and expiry_scan.timeout == 900
+    assert order_webhook.memory_size == 512
+    assert order_webhook.layer_dirs == (REPO / "layers" / "common",)
+    assert order_webhook.code_dir == REPO / "functions" / "order_webhook"
+    assert order_webhook.environment == {
+        "TABLE_NAME": "loyalty-local-LoyaltyTable",
+        "SECRETS_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:loyalty-local-ProviderSecrets",
+        "RULES_PARAMETER": "loyalty-local-RulesParameter",
+        "PROGRAM_TIMEZONE": "Asia/Shanghai",
+        "EXPIRY_INDEX_SHARDS": "4",
+        "POWERTOOLS_SERVICE_NAME": "loyalty",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+
+def test_events_of_the_real_template_are_read():
+    model = load_template(TEMPLATE)
+
+    routes = {(e.method, e.path, e.stage)
+              for f in model.functions.values() for e in f.events_of(ApiEvent)}
+    assert ("POST", "/webhooks/orders", "v1") in routes
+    assert ("PUT", "/members/{member_id}/consents/{channel}", "v1") in routes
+    (nightly,) = model.functions["ExpiryScanFunction"].events
+    assert nightly.kind == "ScheduleV2"
+    assert nightly.timezone == "Asia/Shanghai"
+    assert json.loads(nightly.input) == {"time": "<aws.scheduler.scheduled-time>"}
+
+
+def test_parameter_overrides_flow_into_the_environment():
+    model = load_template(TEMPLATE, parameter_overrides={"ProgramTimezone": "Europe/Paris"})
+    assert model.functions["ExpiryScanFunction"].environment["PROGRAM_TIMEZONE"] == "Europe/Paris"
+    with pytest.raises(TemplateError, match="NoSuchParameter"):
+        load_template(TEMPLATE, parameter_overrides={"NoSuchParameter": "x"})
+
+
+def test_functions_are_found_by_any_of_their_names():
+    model = load_template(TEMPLATE)
+    for name in ("ExpiryScanFunction", "expiryscanfunction", "ExpiryScan", "expiry_scan",
+                 "loyalty-local-ExpiryScanFunction"):
+        assert model.find_function(name).logical_id == "ExpiryScanFunction"
+    assert model.find_function("nope") is None
+
+
+SHORT_TAGS = """
+Parameters:
+  Env: {Type: String, Default: dev}
+Mappings:
+  Sizes: {dev: {Batch: 5}}
+Conditions:
+  IsDev: !Equals [!Ref Env, dev]
+  IsProd: !Not [!Condition IsDev]
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: !Join ["-", [jobs, !Ref Env]], FifoQueue: true}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Environment:
+        Variables:
+          SUB_LIST: !Sub ["${Name}@${AWS::Region}", {Name: !GetAtt Queue.QueueName}]
+          SUB_ATTR: !Sub "${Queue.Arn}"
+          LITERAL: !Sub "${!NotAVariable}"
+          SELECTED: !Select [1, !Split [",", "a,b,c"]]
+          MAPPED: !FindInMap [Sizes, !Ref Env, Batch]
+          CHOSEN: !If [IsProd, prod, !Ref "AWS::NoValue"]
+          LONG_FORM: {"Fn::GetAtt": [Queue, Arn]}
+          DATE_STAYS_TEXT: 2012-10-17
+      Events:
+        Jobs:
+          Type: SQS
+          Properties: {Queue: !GetAtt Queue.Arn, BatchSize: !FindInMap [Sizes, dev, Batch]}
+"""
+
+
+def test_short_tags_and_intrinsics_resolve(tmp_path):
+    (tmp_path / "template.yaml").write_text(SHORT_TAGS)
+    model = load_template(tmp_path / "template.yaml", region="eu-west-1")
+
+    env = model.functions["Fn"].environment
+    assert env["SUB_LIST"] == "jobs-dev@eu-west-1"
+    assert env["SUB_ATTR"] == "arn:aws:sqs:eu-west-1:123456789012:jobs-dev"
+    assert env["LITERAL"] == "${NotAVariable}"
+    assert env["SELECTED"] == "b"
+    assert env["MAPPED"] == "5"
+    assert "CHOSEN" not in env  # AWS::NoValue removes it
+    assert env["LONG_FORM"] == env["SUB_ATTR"]
+    assert env["DATE_STAYS_TEXT"] == "2012-10-17"
+    (jobs,) = model.functions["Fn"].events
+    assert jobs.queue_arn == env["SUB_ATTR"] and jobs.batch_size == 5
+
+
+def test_two_functions_disagreeing_on_a_variable_is_an_error(tmp_path):
+    (tmp_path / "template.yaml").write_text("""
+Resources:
+  A: {Type: AWS::Serverless::Function, Properties: {CodeUri: a/, Handler: app.handler,
+      Environment: {Variables: {MODE: one}}}}
+  B: {Type: AWS::Serverless::Function, Properties: {CodeUri: b/, Handler: app.handler,
+      Environment: {Variables: {MODE: two}}}}
+""")
+    with pytest.raises(EnvironmentConflict, match="MODE"):
+        function_environment(load_template(tmp_path / "template.yaml"))
+
+
+def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
+    # its own stack name: other tests in this process may run an emulator too, and
+    # moto's state is shared by every emulator in a process
+    monkeypatch.setenv("ORDER_WEBHOOK_SECRET", "from-the-environment")
+    monkeypatch.setenv("TABLE_NAME", "what-it-was")
+
+    with start_emulator(TEMPLATE, stack_name="template-test") as aws:
+        assert os.environ["AWS_ENDPOINT_URL"] == aws.url
+        assert os.environ["TABLE_NAME"] == "template-test-LoyaltyTable"
+        table = aws.client("dynamodb").describe_table(TableName="template-test-LoyaltyTable")["Table"]
+        (index,) = table["GlobalSecondaryIndexes"]
+        assert index["IndexName"] == "ExpiryIndex"
+        assert index["Projection"]["ProjectionType"] == "INCLUDE"
+        secret = json.loads(aws.client("secretsmanager").get_secret_value(
+            SecretId=os.environ["SECRETS_ID"])["SecretString"])
+        assert secret["ORDER_WEBHOOK_SECRET"] == "from-the-environment"
+        assert secret["WECHAT_TOKEN"] == "local-wechat-token"
+        parameter = aws.client("ssm").get_parameter(Name=os.environ["RULES_PARAMETER"])
+        assert parameter["Parameter"]["Value"] == "{}"
+        # creating the resources again is a no-op
+        create_resources(aws.model, aws.url)
+
+    assert os.environ["TABLE_NAME"] == "what-it-was"
