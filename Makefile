@@ -7,6 +7,7 @@ DEMO    ?= 1
 PORT    ?= 3000
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test unit integration e2e lint build bench reconcile clean venv
 
