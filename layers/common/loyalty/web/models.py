@@ -112,6 +112,18 @@ class ProfileBody(BaseModel):
                 raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
+    @field_validator("birthday")
+    @classmethod
+    def _birthday(cls, value: str | None) -> str | None:
+        if value is not None:
+            from datetime import date
+            text = value if len(value) == 10 else f"2000-{value}"  # a leap year accepts 02-29
+            try:
+                date.fromisoformat(text)
+            except ValueError as exc:
+                raise ValueError("not a calendar date (YYYY-MM-DD or MM-DD)") from exc
+        return value
+
     @field_validator("preferred_channels")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
