@@ -25,12 +25,10 @@ def row(operation: str, measured: str, target: str, ok: bool) -> None:
 
 
 def main() -> int:
-    from infra.local import moto_patches
     from infra.local.testing import start_emulator
     from bench.counting import CallCounter
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    moto_patches.apply()
     counter = CallCounter().install()
     print("starting the emulator and the template's resources ...", flush=True)
     with start_emulator() as aws:

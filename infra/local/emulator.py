@@ -85,6 +85,8 @@ class Emulator:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per AWS call drowns the stack's own log
 
+        from . import moto_patches
+        moto_patches.apply()  # a TransactWriteItems that does not copy whole tables
         scale = self.time_scale if self.time_scale is not None else time_scale_from_env()
         self._previous_scale = _scale_sqs_timers(scale)
         app = SerializedApp(DomainDispatcherApplication(create_backend_app))

@@ -34,6 +34,11 @@ from .template import FunctionSpec, TemplateModel
 
 log = logging.getLogger(__name__)
 
+# Verbosity is the developer's choice, not the template's: these keep the value the
+# shell gives them (e.g. POWERTOOLS_LOG_LEVEL=DEBUG make run). Every other template
+# variable wins over the shell, so a stale export cannot point a handler elsewhere.
+SHELL_WINS = ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_LOGGER_LOG_EVENT", "POWERTOOLS_DEV")
+
 # Variables that would send boto3 to a real account or a missing profile.
 _REMOVED_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
                           "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -178,7 +183,8 @@ class FunctionRuntime:
 
     def environment(self) -> dict[str, str]:
         """Every variable start() puts in os.environ."""
-        return {**function_environment(self.model),
+        shell = {name: os.environ[name] for name in SHELL_WINS if name in os.environ}
+        return {**function_environment(self.model), **shell,
                 **aws_environment(self.endpoint_url, self.model.region)}
 
     def start(self) -> FunctionRuntime:

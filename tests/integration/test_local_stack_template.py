@@ -152,3 +152,14 @@ def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
         create_resources(aws.model, aws.url)
 
     assert os.environ["TABLE_NAME"] == "what-it-was"
+
+
+def test_the_shell_sets_log_verbosity_but_not_the_templates_other_variables(monkeypatch):
+    from infra.local.runtime import FunctionRuntime
+
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("TABLE_NAME", "stale-export")
+    environment = FunctionRuntime(load_template(TEMPLATE), "http://127.0.0.1:1").environment()
+    assert environment["POWERTOOLS_LOG_LEVEL"] == "WARNING"
+    assert environment["TABLE_NAME"] == "loyalty-local-LoyaltyTable"
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
