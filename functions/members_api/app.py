@@ -2,56 +2,43 @@
 from datetime import datetime, timezone
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from loyalty import wiring
 from loyalty.domain import parse_time
-from loyalty.errors import Invalid, LoyaltyError
+from loyalty.errors import Invalid
 from loyalty.records import Consent, Profile
 from loyalty.services import adjustments, members, queries, redemptions
 from loyalty.web.edge import check_size, raw_body
 from loyalty.web.models import (CHANNELS, AdjustmentBody, CancelBody, ConsentBody, ProfileBody, RedemptionBody,
                                 canonical_hash, check_member_id, parse_json, validate)
-from loyalty.web.responses import error_response, json_response
+from loyalty.web.responses import json_response as _reply
+from loyalty.web.router import Router, query
 from loyalty.web.views import redemption_view
 
 logger = Logger()
-app = APIGatewayRestResolver()
+app = Router()
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _body(model):
-    raw = raw_body(app.current_event.raw_event)
+def _body(event, model):
+    raw = raw_body(event)
     check_size(raw)
     document = parse_json(raw)
     return validate(model, document), document
 
 
-def _proxy(response: dict) -> Response:
-    return Response(status_code=response["statusCode"], headers=response["headers"], body=response["body"])
-
-
-def _reply(status: int, body) -> Response:
-    return _proxy(json_response(status, body))
-
-
-@app.exception_handler(LoyaltyError)
-def _refused(error: LoyaltyError) -> Response:
-    return _proxy(error_response(error))
-
-
-@app.put("/members/<member_id>")
-def put_member(member_id: str):
-    body, _ = _body(ProfileBody)
+@app.route("PUT", "/members/{member_id}")
+def put_member(event, member_id: str):
+    body, _ = _body(event, ProfileBody)
     profile = Profile(member_id=check_member_id(member_id), **{**body.model_dump(), "preferred_channels": tuple(body.preferred_channels)})
     return _reply(200, members.update_profile(wiring.ledger_store(), profile))
 
 
-@app.get("/members/<member_id>")
-def get_member(member_id: str):
+@app.route("GET", "/members/{member_id}")
+def get_member(event, member_id: str):
     return _reply(200, members.member_view(wiring.ledger_store(), check_member_id(member_id)))
 
 
@@ -61,54 +48,54 @@ def _channel(channel: str) -> str:
     return channel
 
 
-@app.put("/members/<member_id>/consents/<channel>")
-def put_consent(member_id: str, channel: str):
-    body, _ = _body(ConsentBody)
+@app.route("PUT", "/members/{member_id}/consents/{channel}")
+def put_consent(event, member_id: str, channel: str):
+    body, _ = _body(event, ConsentBody)
     consent = Consent(member_id=check_member_id(member_id), channel=_channel(channel), status=body.status,
                       source=body.source, at=parse_time(body.at), proof=body.proof)
     return _reply(200, members.record_consent(wiring.ledger_store(), consent))
 
 
-@app.get("/members/<member_id>/consents/<channel>")
-def get_consent(member_id: str, channel: str):
+@app.route("GET", "/members/{member_id}/consents/{channel}")
+def get_consent(event, member_id: str, channel: str):
     return _reply(200, members.consent_view(wiring.ledger_store(), check_member_id(member_id), _channel(channel)))
 
 
-@app.get("/members/<member_id>/points")
-def get_points(member_id: str):
+@app.route("GET", "/members/{member_id}/points")
+def get_points(event, member_id: str):
     store = wiring.ledger_store()
     profile = store.get_profile(check_member_id(member_id))
     zone = (profile and profile.time_zone) or wiring.rules().program_timezone
     return _reply(200, queries.points_view(store, member_id, _now(), zone))
 
 
-@app.get("/members/<member_id>/ledger")
-def get_ledger(member_id: str):
-    limit = app.current_event.get_query_string_value("limit", "50")
+@app.route("GET", "/members/{member_id}/ledger")
+def get_ledger(event, member_id: str):
+    limit = query(event, "limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 200:
         raise Invalid([{"field": "limit", "problem": "an integer from 1 to 200"}])
-    cursor = app.current_event.get_query_string_value("cursor") or None
+    cursor = query(event, "cursor") or None
     return _reply(200, queries.ledger_page(wiring.ledger_store(), check_member_id(member_id), cursor, int(limit)))
 
 
-@app.post("/members/<member_id>/redemptions")
-def post_redemption(member_id: str):
-    body, _ = _body(RedemptionBody)
+@app.route("POST", "/members/{member_id}/redemptions")
+def post_redemption(event, member_id: str):
+    body, _ = _body(event, RedemptionBody)
     redemption, created = redemptions.redeem(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
                                              body.item_id, body.idempotency_key, _now())
     return _reply(201 if created else 200, redemption_view(redemption, wiring.ledger_store()))
 
 
-@app.get("/members/<member_id>/redemptions")
-def get_redemptions(member_id: str):
+@app.route("GET", "/members/{member_id}/redemptions")
+def get_redemptions(event, member_id: str):
     store = wiring.ledger_store()
     found = store.list_redemptions(check_member_id(member_id))
     return _reply(200, {"member_id": member_id, "redemptions": [redemption_view(r) for r in found]})
 
 
-@app.post("/members/<member_id>/redemptions/<redemption_id>/cancel")
-def cancel_redemption(member_id: str, redemption_id: str):
-    raw = raw_body(app.current_event.raw_event)
+@app.route("POST", "/members/{member_id}/redemptions/{redemption_id}/cancel")
+def cancel_redemption(event, member_id: str, redemption_id: str):
+    raw = raw_body(event)
     check_size(raw)
     reason = validate(CancelBody, parse_json(raw)).reason if raw.strip() else "cancelled"
     redemption = redemptions.cancel_redemption(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
@@ -116,15 +103,15 @@ def cancel_redemption(member_id: str, redemption_id: str):
     return _reply(200, redemption_view(redemption, wiring.ledger_store()))
 
 
-@app.post("/members/<member_id>/redemptions/<redemption_id>/fulfil")
-def fulfil_redemption(member_id: str, redemption_id: str):
+@app.route("POST", "/members/{member_id}/redemptions/{redemption_id}/fulfil")
+def fulfil_redemption(event, member_id: str, redemption_id: str):
     redemption = redemptions.fulfil_redemption(wiring.ledger_store(), check_member_id(member_id), redemption_id, _now())
     return _reply(200, redemption_view(redemption, wiring.ledger_store()))
 
 
-@app.post("/members/<member_id>/adjustments")
-def post_adjustment(member_id: str):
-    body, document = _body(AdjustmentBody)
+@app.route("POST", "/members/{member_id}/adjustments")
+def post_adjustment(event, member_id: str):
+    body, document = _body(event, AdjustmentBody)
     result, created = adjustments.adjust_points(
         wiring.ledger_store(), wiring.rules(), check_member_id(member_id), body.points, body.reason, body.operator_id,
         body.idempotency_key, canonical_hash(document), _now(),
@@ -132,8 +119,8 @@ def post_adjustment(member_id: str):
     return _reply(201 if created else 200, result)
 
 
-@app.get("/catalog")
-def get_catalog():
+@app.route("GET", "/catalog")
+def get_catalog(event):
     rules = wiring.rules()
     return _reply(200, {"items": [item.model_dump() for item in rules.catalog if item.active],
                         "points_per_currency_unit": rules.redemption.points_per_currency_unit})
@@ -141,4 +128,4 @@ def get_catalog():
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 def handler(event, context):
-    return app.resolve(event, context)
+    return app.resolve(event)
