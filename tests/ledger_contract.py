@@ -297,3 +297,26 @@ def test_points_view_groups_expiring_points_by_local_date(store):
     assert view["balance"] == 80
     assert view["expiring"] == [{"date": "2027-03-10", "points": 80}]
     assert points_view(store, "m1", T0, "UTC")["expiring"] == [{"date": "2027-03-10", "points": 80}]
+
+
+# --- disputes --------------------------------------------------------------------------
+
+def test_a_dispute_waits_for_review_and_an_upheld_one_adds_a_correcting_entry(store):
+    from loyalty.services.disputes import open_dispute, resolve_dispute
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    entry_id = ledger_page(store, "m1", None, 1)["entries"][0]["entry_id"]
+    dispute, created = open_dispute(store, "m1", entry_id, "the bonus is missing", "k1", T0)
+    assert created and dispute.status == "open"
+    assert open_dispute(store, "m1", entry_id, "the bonus is missing", "k1", T0) == (dispute, False)
+    assert [d.dispute_id for d in store.open_disputes(10)] == [dispute.dispute_id]
+    with pytest.raises(Invalid):
+        open_dispute(store, "m1", "no-such-entry", "?", "k2", T0)
+    resolved = resolve_dispute(store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0)
+    assert resolved.status == "upheld" and store.open_disputes(10) == []
+    assert resolve_dispute(store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0) == resolved
+    with pytest.raises(Conflict):
+        resolve_dispute(store, RULES, "m1", dispute.dispute_id, "rejected", 0, "op-2", "no", T0)
+    assert balance(store) == 163
+    newest = ledger_page(store, "m1", None, 1)["entries"][0]
+    assert newest["type"] == "ADJUST" and newest["amount"] == 20 and dispute.dispute_id in newest["reason"]
+    assert_reconciled(store)

@@ -7,9 +7,10 @@ from loyalty import wiring
 from loyalty.domain import parse_time
 from loyalty.errors import Invalid
 from loyalty.records import Consent, Profile
-from loyalty.services import adjustments, members, queries, redemptions
+from loyalty.services import adjustments, disputes, members, queries, redemptions
 from loyalty.web.edge import check_size, raw_body
-from loyalty.web.models import (CHANNELS, AdjustmentBody, CancelBody, ConsentBody, ProfileBody, RedemptionBody,
+from loyalty.web.models import (CHANNELS, AdjustmentBody, CancelBody, ConsentBody, DisputeBody, ProfileBody,
+                                RedemptionBody, ResolutionBody,
                                 canonical_hash, check_member_id, parse_json, validate)
 from loyalty.web.responses import json_response as _reply
 from loyalty.web.router import Router, query
@@ -117,6 +118,37 @@ def post_adjustment(event, member_id: str):
         body.idempotency_key, canonical_hash(document), _now(),
         expires_at=parse_time(body.expires_at) if body.expires_at else None)
     return _reply(201 if created else 200, result)
+
+
+@app.route("POST", "/members/{member_id}/disputes")
+def post_dispute(event, member_id: str):
+    body, _ = _body(event, DisputeBody)
+    dispute, created = disputes.open_dispute(wiring.ledger_store(), check_member_id(member_id), body.entry_id,
+                                             body.reason, body.idempotency_key, _now())
+    return _reply(201 if created else 200, disputes.dispute_view(dispute))
+
+
+@app.route("GET", "/members/{member_id}/disputes")
+def get_disputes(event, member_id: str):
+    found = wiring.ledger_store().list_disputes(check_member_id(member_id))
+    return _reply(200, {"member_id": member_id, "disputes": [disputes.dispute_view(d) for d in found]})
+
+
+@app.route("POST", "/members/{member_id}/disputes/{dispute_id}/resolve")
+def resolve_dispute(event, member_id: str, dispute_id: str):
+    body, _ = _body(event, ResolutionBody)
+    dispute = disputes.resolve_dispute(wiring.ledger_store(), wiring.rules(), check_member_id(member_id), dispute_id,
+                                       body.outcome, body.points, body.operator_id, body.note, _now())
+    return _reply(200, disputes.dispute_view(dispute))
+
+
+@app.route("GET", "/disputes")
+def review_queue(event):
+    limit = query(event, "limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 200:
+        raise Invalid([{"field": "limit", "problem": "an integer from 1 to 200"}])
+    found = wiring.ledger_store().open_disputes(int(limit))
+    return _reply(200, {"disputes": [disputes.dispute_view(d) for d in found]})
 
 
 @app.route("GET", "/catalog")

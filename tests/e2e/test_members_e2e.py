@@ -70,3 +70,21 @@ def test_operator_adjustments_and_the_paged_ledger(api, member):
 def test_unknown_routes_and_methods(api):
     assert api.get("/nothing-here").status_code == 404
     assert api.http.delete(api.base + "/webhooks/orders", timeout=10).status_code in (403, 404, 405)
+
+
+def test_a_disputed_entry_is_reviewed_and_corrected_by_a_new_entry(api, member):
+    api.order(paid(member, f"o-{member}", 12345))
+    entry_id = api.get(f"/members/{member}/ledger").json()["entries"][0]["entry_id"]
+    filed = api.post(f"/members/{member}/disputes",
+                     {"entry_id": entry_id, "reason": "bonus missing", "idempotency_key": "d1"})
+    assert filed.status_code == 201 and filed.json()["status"] == "open"
+    dispute_id = filed.json()["dispute_id"]
+    assert dispute_id in [d["dispute_id"] for d in api.get("/disputes", params={"limit": 200}).json()["disputes"]]
+    assert api.post(f"/members/{member}/disputes",
+                    {"entry_id": "nope", "reason": "x", "idempotency_key": "d2"}).status_code == 400
+    resolve = {"outcome": "upheld", "points": 20, "operator_id": "op-9", "note": "bonus added"}
+    resolved = api.post(f"/members/{member}/disputes/{dispute_id}/resolve", resolve)
+    assert resolved.status_code == 200 and resolved.json()["status"] == "upheld"
+    assert api.post(f"/members/{member}/disputes/{dispute_id}/resolve", resolve).status_code == 200
+    assert api.balance(member) == 163
+    assert dispute_id not in [d["dispute_id"] for d in api.get("/disputes").json()["disputes"]]

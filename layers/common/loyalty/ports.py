@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
+from .records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
 
 
 class LedgerStore(Protocol):
@@ -47,3 +47,17 @@ class LedgerStore(Protocol):
 
     def consent_history(self, member_id: str, channel: str) -> list[Consent]:
         """Newest decision first; on a tie in time, an opt-out counts as the later one."""
+
+    def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None: ...
+
+    def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
+        """Write the dispute and keep the review queue in step (open disputes are in it).
+        `expected_status` None: must not exist yet (else AlreadyApplied); otherwise the
+        current status must match (else ConcurrentUpdate)."""
+
+    def get_dispute(self, member_id: str, dispute_id: str) -> Dispute | None: ...
+
+    def list_disputes(self, member_id: str) -> list[Dispute]: ...
+
+    def open_disputes(self, limit: int) -> list[Dispute]:
+        """The operators' review queue, oldest first."""

@@ -123,3 +123,20 @@ class Consent:
     source: str          # checkout_checkbox, keyword, api, wechat_unfollow, ...
     at: datetime
     proof: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A member's objection to one ledger entry, waiting in the operators' review queue
+    until resolved; an upheld dispute is settled by a new ADJUST entry."""
+
+    dispute_id: str
+    member_id: str
+    entry_id: str
+    reason: str
+    status: str                  # open | upheld | rejected
+    created_at: datetime
+    outcome_note: str | None = None
+    operator_id: str | None = None
+    points: int = 0
+    resolved_at: datetime | None = None

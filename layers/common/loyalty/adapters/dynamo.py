@@ -8,6 +8,8 @@ Item layout (PK / SK):
   ORDER#<order_id> / ORDER                what an order earned and had refunded
   IDEM#<key> / IDEM                       the answer to an externally triggered write
   STOCK#<item_id> / STOCK                 how many of a catalog item were issued
+  MEMBER#<id> / DISPUTE#<id>              a dispute of one entry
+  REVIEW#disputes / <created utc>#<id>    the operators' review queue (open disputes only)
 Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>.
 
 Every service write is one TransactWriteItems; the low-level client keeps the items in
@@ -24,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import Account, EntryType, LedgerEntry, Lot, parse_time, stable_id, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid, Transient
-from ..records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 
 EXPIRY_INDEX = "ExpiryIndex"
@@ -182,6 +184,46 @@ class DynamoLedgerStore:
         return [Consent(member_id=member_id, channel=i["channel"]["S"], status=i["status"]["S"],
                         source=i["source"]["S"], at=parse_time(i["at"]["S"]),
                         proof=i["proof"]["S"] if "proof" in i else None) for i in items]
+
+    def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None:
+        """A member's entry by id (a read of the member's entries: disputes are rare)."""
+        return next((e for e in self.all_entries(member_id) if e.entry_id == entry_id), None)
+
+    def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
+        item = _dispute_item(dispute)
+        put = {"TableName": self.table, "Item": item}
+        if expected_status is None:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put.update(ConditionExpression="#s = :s", ExpressionAttributeNames={"#s": "status"},
+                       ExpressionAttributeValues={":s": _s(expected_status)})
+        review_key = {"PK": _s("REVIEW#disputes"),
+                      "SK": _s(f"{utc_key(dispute.created_at)}#{dispute.member_id}#{dispute.dispute_id}")}
+        review = ({"Put": {"TableName": self.table, "Item": {**item, **review_key}}} if dispute.status == "open"
+                  else {"Delete": {"TableName": self.table, "Key": review_key}})
+        try:
+            self.client.transact_write_items(TransactItems=[{"Put": put}, review])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            if expected_status is None:
+                raise AlreadyApplied(dispute.dispute_id) from exc
+            raise ConcurrentUpdate("dispute moved") from exc
+
+    def get_dispute(self, member_id: str, dispute_id: str) -> Dispute | None:
+        item = self._call("get_item", TableName=self.table, ConsistentRead=True,
+                          Key={"PK": _s(member_pk(member_id)), "SK": _s(f"DISPUTE#{dispute_id}")}).get("Item")
+        return _dispute(item) if item else None
+
+    def list_disputes(self, member_id: str) -> list[Dispute]:
+        items = self._query(KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+                            ExpressionAttributeValues={":pk": _s(member_pk(member_id)), ":p": _s("DISPUTE#")})
+        return sorted((_dispute(i) for i in items), key=lambda d: d.created_at, reverse=True)
+
+    def open_disputes(self, limit: int) -> list[Dispute]:
+        page = self._call("query", TableName=self.table, Limit=limit, KeyConditionExpression="PK = :pk",
+                          ExpressionAttributeValues={":pk": _s("REVIEW#disputes")})
+        return [_dispute(i) for i in page.get("Items", [])]
 
     # --- the one write -------------------------------------------------------------
     def commit(self, change: Change) -> None:
@@ -417,3 +459,23 @@ def _profile_doc(profile: Profile) -> dict:
             "locale": profile.locale, "time_zone": profile.time_zone,
             "preferred_channels": list(profile.preferred_channels), "birthday": profile.birthday,
             "referrer": profile.referrer, "extra": profile.extra}
+
+
+def _dispute_item(d: Dispute) -> dict:
+    item = {"PK": _s(member_pk(d.member_id)), "SK": _s(f"DISPUTE#{d.dispute_id}"), "dispute_id": _s(d.dispute_id),
+            "member_id": _s(d.member_id), "entry_id": _s(d.entry_id), "reason": _s(d.reason), "status": _s(d.status),
+            "created_at": _s(d.created_at.isoformat()), "points": _n(d.points)}
+    for name in ("outcome_note", "operator_id"):
+        if getattr(d, name):
+            item[name] = _s(getattr(d, name))
+    if d.resolved_at:
+        item["resolved_at"] = _s(d.resolved_at.isoformat())
+    return item
+
+
+def _dispute(item: dict) -> Dispute:
+    text = lambda name: item[name]["S"] if name in item else None  # noqa: E731
+    return Dispute(dispute_id=item["dispute_id"]["S"], member_id=item["member_id"]["S"], entry_id=item["entry_id"]["S"],
+                   reason=item["reason"]["S"], status=item["status"]["S"], created_at=parse_time(item["created_at"]["S"]),
+                   outcome_note=text("outcome_note"), operator_id=text("operator_id"), points=int(item["points"]["N"]),
+                   resolved_at=parse_time(item["resolved_at"]["S"]) if "resolved_at" in item else None)

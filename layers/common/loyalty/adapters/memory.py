@@ -9,7 +9,7 @@ from typing import Iterator
 
 from ..domain import Account, LedgerEntry, Lot, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict
-from ..records import Change, Consent, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 
 
@@ -28,6 +28,7 @@ class MemoryLedgerStore:
         self.stock: dict[str, int] = {}
         self.profiles: dict[str, Profile] = {}
         self.consents: dict[tuple[str, str], set[Consent]] = {}
+        self.disputes: dict[tuple[str, str], Dispute] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -85,6 +86,29 @@ class MemoryLedgerStore:
     def consent_history(self, member_id: str, channel: str) -> list[Consent]:
         found = self.consents.get((member_id, channel), set())
         return sorted(found, key=lambda c: (utc_key(c.at), c.status == "opted_out", c.source), reverse=True)
+
+    def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None:
+        return self.entries.get(member_id, {}).get(entry_id)
+
+    def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
+        with self._lock:
+            current = self.disputes.get((dispute.member_id, dispute.dispute_id))
+            if expected_status is None and current is not None:
+                raise AlreadyApplied(dispute.dispute_id)
+            if expected_status is not None and (current is None or current.status != expected_status):
+                raise ConcurrentUpdate("dispute moved")
+            self.disputes[(dispute.member_id, dispute.dispute_id)] = dispute
+
+    def get_dispute(self, member_id: str, dispute_id: str) -> Dispute | None:
+        return self.disputes.get((member_id, dispute_id))
+
+    def list_disputes(self, member_id: str) -> list[Dispute]:
+        found = [d for (m, _), d in self.disputes.items() if m == member_id]
+        return sorted(found, key=lambda d: d.created_at, reverse=True)
+
+    def open_disputes(self, limit: int) -> list[Dispute]:
+        found = [d for d in self.disputes.values() if d.status == "open"]
+        return sorted(found, key=lambda d: (d.created_at, d.dispute_id))[:limit]
 
     @staticmethod
     def _entry_key(entry: LedgerEntry) -> str:

@@ -169,3 +169,18 @@ class AdjustmentBody(BaseModel):
         if value == 0:
             raise ValueError("must not be 0")
         return value
+
+
+class DisputeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entry_id: StrictStr = Field(min_length=1, max_length=64)
+    reason: StrictStr = Field(min_length=1, max_length=1000)
+    idempotency_key: StrictStr = Field(min_length=1, max_length=128)
+
+
+class ResolutionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["upheld", "rejected"]
+    points: StrictInt = Field(0, ge=-10**9, le=10**9)
+    operator_id: StrictStr = Field(min_length=1, max_length=64)
+    note: StrictStr = Field(min_length=1, max_length=1000)
