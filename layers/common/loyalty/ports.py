@@ -26,9 +26,10 @@ class LedgerStore(Protocol):
         record or redemption exists, ConcurrentUpdate when a checked version or lot moved,
         Conflict when stock is exhausted."""
 
-    def due_lots(self, day: date, shard: int, until: datetime) -> Iterator[list[DueLot]]:
+    def due_lots(self, day: date, shard: int, until: datetime,
+                 since: datetime | None = None) -> Iterator[list[DueLot]]:
         """Pages of lots in the expiry index for `day` and `shard` that expire at or
-        before `until`."""
+        before `until` (and at or after `since`, when given)."""
 
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         """Entries newest first, and the key to continue from."""

@@ -72,6 +72,56 @@ class CatalogItem(_Strict):
     active: bool = True
 
 
+class Window(_Strict):
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class ReminderRules(_Strict):
+    stages_days: tuple[int, ...] = (7, 3, 0)
+    early_stage_days: int | None = Field(30, ge=1, description="extra stage for high-value members")
+    high_value_points: int = Field(2000, ge=0)
+    min_points: int = Field(100, ge=0, description="below this, one reminder only")
+    small_amount_stage_days: int = Field(3, ge=0)
+    template: str = "points_expiring"
+
+    @field_validator("stages_days")
+    @classmethod
+    def _stages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(d < 0 for d in value) or len(set(value)) != len(value):
+            raise ValueError("distinct, non-negative day counts")
+        return tuple(sorted(value, reverse=True))
+
+
+class CapRules(_Strict):
+    marketing_per_day: int = Field(1, ge=0)
+    marketing_per_month: int = Field(6, ge=0)
+
+
+class SmsRules(_Strict):
+    routes: dict[str, Literal["twilio", "aliyun"]] = {"+86": "aliyun"}
+    default_provider: Literal["twilio", "aliyun"] = "twilio"
+    max_segments: int = Field(3, ge=1, le=10)
+    brand: str = "会员中心"
+    opt_out_line: dict[str, str] = {"aliyun": "拒收请回复R", "zh-CN": "回T退订", "zh-HK": "回T退訂",
+                                    "en": "Reply STOP to opt out"}
+
+    def provider_for(self, phone: str) -> str:
+        """The longest matching country prefix wins; every other number goes to the default."""
+        matches = [prefix for prefix in self.routes if phone.startswith(prefix)]
+        return self.routes[max(matches, key=len)] if matches else self.default_provider
+
+
+class MessagingRules(_Strict):
+    channels_order: tuple[Literal["whatsapp", "wechat", "sms"], ...] = ("whatsapp", "wechat", "sms")
+    reminders: ReminderRules = ReminderRules()
+    windows: tuple[Window, ...] = (Window(start="12:00", end="13:30"), Window(start="19:00", end="21:00"))
+    quiet_hours: Window = Window(start="21:00", end="08:00")
+    caps: CapRules = CapRules()
+    sms: SmsRules = SmsRules()
+    link_base: str = "https://example.com/m/"
+
+
 class Rules(_Strict):
     program_timezone: str = "Asia/Shanghai"
     earn: EarnRules
@@ -79,6 +129,7 @@ class Rules(_Strict):
     refunds: RefundRules = RefundRules()
     redemption: RedemptionRules = RedemptionRules()
     catalog: tuple[CatalogItem, ...] = ()
+    messaging: MessagingRules = MessagingRules()
 
     @field_validator("program_timezone")
     @classmethod

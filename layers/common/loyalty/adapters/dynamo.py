@@ -107,11 +107,15 @@ class DynamoLedgerStore:
                             ExpressionAttributeValues={":pk": _s(member_pk(member_id)), ":p": _s("REDEMPTION#")})
         return sorted((_redemption(i) for i in items), key=lambda r: r.created_at, reverse=True)
 
-    def due_lots(self, day: date, shard: int, until: datetime) -> Iterator[list[DueLot]]:
-        kwargs = dict(TableName=self.table, IndexName=EXPIRY_INDEX,
-                      KeyConditionExpression="EXP_PK = :pk AND EXP_SK < :bound",
-                      ExpressionAttributeValues={":pk": _s(f"EXP#{day.isoformat()}#{shard}"),
-                                                 ":bound": _s(utc_key(until) + "$")})
+    def due_lots(self, day: date, shard: int, until: datetime,
+                 since: datetime | None = None) -> Iterator[list[DueLot]]:
+        values = {":pk": _s(f"EXP#{day.isoformat()}#{shard}"), ":bound": _s(utc_key(until) + "$")}
+        condition = "EXP_PK = :pk AND EXP_SK < :bound"
+        if since is not None:
+            condition = "EXP_PK = :pk AND EXP_SK BETWEEN :from AND :bound"
+            values[":from"] = _s(utc_key(since))
+        kwargs = dict(TableName=self.table, IndexName=EXPIRY_INDEX, KeyConditionExpression=condition,
+                      ExpressionAttributeValues=values)
         while True:
             page = self._call("query", **kwargs)
             yield [DueLot(member_id=i["member_id"]["S"], lot_id=i["lot_id"]["S"], remaining=int(i["remaining"]["N"]),

@@ -52,11 +52,13 @@ class MemoryLedgerStore:
         found = [r for (m, _), r in self.redemptions.items() if m == member_id]
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 
-    def due_lots(self, day: date, shard: int, until: datetime) -> Iterator[list[DueLot]]:
+    def due_lots(self, day: date, shard: int, until: datetime,
+                 since: datetime | None = None) -> Iterator[list[DueLot]]:
         page = [DueLot(member_id, lot.lot_id, lot.remaining, lot.expires_at)
                 for member_id, lots in self.lots.items() if shard_of(member_id, self.shards) == shard
                 for lot in lots.values()
-                if lot.remaining > 0 and index_day(lot.expires_at) == day and lot.expires_at <= until]
+                if lot.remaining > 0 and index_day(lot.expires_at) == day and lot.expires_at <= until
+                and (since is None or lot.expires_at >= since)]
         if page:
             yield sorted(page, key=lambda d: (utc_key(d.expires_at), d.member_id, d.lot_id))
 

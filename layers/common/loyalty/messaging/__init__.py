@@ -1,0 +1,1 @@
+"""Member messaging: what to say, to whom, on which channel, and when."""
