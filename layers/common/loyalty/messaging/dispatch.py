@@ -1,0 +1,90 @@
+"""The dispatcher's decision for one job: send now on a channel, wait for a window, or
+not at all. Pure: the handler reads the member once and writes what this decides."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from ..domain import Lot
+from ..records import Consent, Profile
+from .windows import next_send_time
+
+if TYPE_CHECKING:
+    from ..rules import Rules
+
+CONTACT = {"whatsapp": "phone", "sms": "phone", "wechat": "wechat_openid"}
+
+
+@dataclass(frozen=True)
+class CapCounters:
+    """Marketing messages already sent to the member today and this month (local time)."""
+
+    day: str = ""
+    day_count: int = 0
+    month: str = ""
+    month_count: int = 0
+
+
+@dataclass(frozen=True)
+class MemberSnapshot:
+    profile: Profile | None
+    consents: dict[str, Consent]       # the decision in force per channel
+    lots: tuple[Lot, ...] = ()
+    caps: CapCounters = CapCounters()
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                        # send | defer | skip
+    reason: str
+    channel: str | None = None
+    fallbacks: tuple[str, ...] = ()    # other consented channels, in order, for a permanent failure
+    not_before: datetime | None = None
+    variables: dict = field(default_factory=dict)
+
+
+def channels_for(snapshot: MemberSnapshot, rules: "Rules") -> list[str]:
+    """Consented channels with a contact, the member's preference first."""
+    profile = snapshot.profile
+    preferred = list(profile.preferred_channels) if profile else []
+    order = preferred + [c for c in rules.messaging.channels_order if c not in preferred]
+    usable = []
+    for channel in order:
+        consent = snapshot.consents.get(channel)
+        contact = getattr(profile, CONTACT[channel], None) if profile else None
+        if consent is not None and consent.status == "opted_in" and contact:
+            usable.append(channel)
+    return usable
+
+
+def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "Rules", category: str) -> Decision:
+    """Re-check the ledger, consent, caps and the member's send windows for a reminder."""
+    program_zone = ZoneInfo(rules.program_timezone)
+    due = [lot for lot in snapshot.lots if lot.spendable(now)
+           and lot.expires_at.astimezone(program_zone).date().isoformat() == job["expiry_date"]]
+    points = sum(lot.remaining for lot in due)
+    if points <= 0:
+        return Decision("skip", "points_gone")
+    channels = channels_for(snapshot, rules)
+    if not channels:
+        return Decision("skip", "no_consented_channel")
+    profile = snapshot.profile
+    zone = (profile.time_zone if profile and profile.time_zone else rules.program_timezone)
+    local = now.astimezone(ZoneInfo(zone))
+    if category == "marketing":
+        caps = rules.messaging.caps
+        day, month = local.date().isoformat(), local.strftime("%Y-%m")
+        if (snapshot.caps.day == day and snapshot.caps.day_count >= caps.marketing_per_day) or \
+                (snapshot.caps.month == month and snapshot.caps.month_count >= caps.marketing_per_month):
+            return Decision("skip", "cap_reached")
+    messaging = rules.messaging
+    quiet = (messaging.quiet_hours.start, messaging.quiet_hours.end) if category == "marketing" else None
+    windows = [(w.start, w.end) for w in messaging.windows]
+    when = next_send_time(now, zone, windows, quiet, use_windows=True)
+    variables = {"name": (profile.name if profile and profile.name else ""), "points": points,
+                 "expiry_date": job["expiry_date"], "link": messaging.link_base + job["member_id"]}
+    if when > now:
+        return Decision("defer", "outside_send_window", channels[0], tuple(channels[1:]), when, variables)
+    return Decision("send", "ok", channels[0], tuple(channels[1:]), None, variables)
