@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Invalid
+from .messaging.templates import MessageTemplate
 
 
 class _Strict(BaseModel):
@@ -130,6 +131,7 @@ class Rules(_Strict):
     redemption: RedemptionRules = RedemptionRules()
     catalog: tuple[CatalogItem, ...] = ()
     messaging: MessagingRules = MessagingRules()
+    templates: dict[str, "MessageTemplate"] = {}
 
     @field_validator("program_timezone")
     @classmethod
@@ -146,6 +148,11 @@ class Rules(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("catalog item ids must be unique")
         return self
+
+    def template(self, name: str) -> "MessageTemplate":
+        if name not in self.templates:
+            raise LookupError(f"no message template {name!r} in the rules")
+        return self.templates[name]
 
     def item(self, item_id: str) -> CatalogItem | None:
         return next((item for item in self.catalog if item.item_id == item_id and item.active), None)

@@ -1,0 +1,115 @@
+"""Message templates as configuration: per message, a category and what each channel
+needs (WhatsApp approved template, WeChat template or subscription message, SMS text or
+Aliyun template), rendered for the member's locale into the payload a sender sends."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+LOCALES = ("zh-CN", "zh-HK", "en")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WhatsAppTemplate(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
+    languages: dict[str, str] = {"zh-CN": "zh_CN", "zh-HK": "zh_HK", "en": "en"}
+    body: tuple[str, ...] = ()                 # variable names, in the template's {{1}}, {{2}} order
+    button: str | None = None                  # variable for the URL button's suffix
+
+
+class WeChatTemplate(_Strict):
+    kind: Literal["template", "subscription"]
+    template_id: str = Field(min_length=1)
+    fields: dict[str, str]                     # WeChat data key -> variable name
+    url: str | None = None                     # template messages: where a tap goes
+    page: str | None = None                    # subscription messages: mini-program page
+
+
+class SmsTemplate(_Strict):
+    text: dict[str, str]                       # locale -> text with {variables}
+    aliyun_template_code: str | None = None
+    aliyun_params: tuple[str, ...] = ()
+
+
+class MessageTemplate(_Strict):
+    """`marketing` needs marketing consent, counts against the caps and keeps quiet hours;
+    `utility` (account facts: balance, expiry, with a link and no offer) and
+    `transactional` (what the member just did) do not count against caps."""
+
+    category: Literal["utility", "marketing", "transactional"]
+    whatsapp: WhatsAppTemplate | None = None
+    wechat: WeChatTemplate | None = None
+    sms: SmsTemplate | None = None
+    text: dict[str, str] | None = None         # free-form (replies inside a service window)
+
+    @model_validator(mode="after")
+    def _locales(self) -> "MessageTemplate":
+        for texts in (self.sms.text if self.sms else None, self.text):
+            if texts is not None and set(texts) != set(LOCALES):
+                raise ValueError(f"texts for exactly {', '.join(LOCALES)}")
+        return self
+
+
+def format_date(day: str, locale: str) -> str:
+    parsed = date.fromisoformat(day)
+    if locale.startswith("zh"):
+        return f"{parsed.year}年{parsed.month}月{parsed.day}日"
+    return parsed.strftime("%d %b %Y").lstrip("0")
+
+
+def localised(variables: dict, locale: str) -> dict[str, str]:
+    """Variables as the member reads them: grouped numbers, local dates."""
+    out = {}
+    for key, value in variables.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = f"{value:,}"
+        elif key.endswith("_date") and isinstance(value, str) and len(value) == 10:
+            out[key] = format_date(value, locale)
+        else:
+            out[key] = "" if value is None else str(value)
+    return out
+
+
+def render(template: MessageTemplate, channel: str, locale: str, variables: dict, *, message_id: str,
+           free_form: bool = False) -> dict:
+    """The payload a sender sends for `channel` (see loyalty.channels.providers)."""
+    locale = locale if locale in LOCALES else "zh-CN"
+    values = localised(variables, locale)
+    if free_form and template.text is not None:
+        body = template.text[locale].format(**values)
+        if channel == "whatsapp":
+            return {"type": "text", "body": body, "preview_url": True}
+        if channel == "wechat":
+            return {"type": "text", "content": body}
+        return {"text": body}
+    if channel == "whatsapp":
+        config = _need(template.whatsapp, channel)
+        return {"type": "template", "name": config.name, "language": config.languages.get(locale, "en"),
+                "body_params": [values[name] for name in config.body],
+                "button_params": [values[config.button]] if config.button else None}
+    if channel == "wechat":
+        config = _need(template.wechat, channel)
+        payload = {"type": config.kind, "template_id": config.template_id,
+                   "data": {key: values[name][:20] for key, name in config.fields.items()}}
+        if config.kind == "template":
+            payload.update(url=config.url, client_msg_id=message_id)
+        else:
+            payload["page"] = config.page
+        return payload
+    config = _need(template.sms, channel)
+    payload = {"text": config.text[locale].format(**values)}
+    if config.aliyun_template_code:
+        payload.update(template_code=config.aliyun_template_code,
+                       params={name: values[name] for name in config.aliyun_params})
+    return payload
+
+
+def _need(config, channel: str):
+    if config is None:
+        raise LookupError(f"the template has no {channel} version")
+    return config
