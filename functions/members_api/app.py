@@ -151,6 +151,16 @@ def review_queue(event):
     return _reply(200, {"disputes": [disputes.dispute_view(d) for d in found]})
 
 
+@app.route("GET", "/members/{member_id}/messages")
+def get_messages(event, member_id: str):
+    from loyalty.messaging.outbox import message_view
+    limit = query(event, "limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 200:
+        raise Invalid([{"field": "limit", "problem": "an integer from 1 to 200"}])
+    found = wiring.messaging_store().member_messages(check_member_id(member_id), int(limit))
+    return _reply(200, {"member_id": member_id, "messages": [message_view(r) for r in found]})
+
+
 @app.route("GET", "/catalog")
 def get_catalog(event):
     rules = wiring.rules()

@@ -139,9 +139,9 @@ def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
         assert os.environ["AWS_ENDPOINT_URL"] == aws.url
         assert os.environ["TABLE_NAME"] == "template-test-LoyaltyTable"
         table = aws.client("dynamodb").describe_table(TableName="template-test-LoyaltyTable")["Table"]
-        (index,) = table["GlobalSecondaryIndexes"]
-        assert index["IndexName"] == "ExpiryIndex"
-        assert index["Projection"]["ProjectionType"] == "INCLUDE"
+        indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+        assert set(indexes) == {"ExpiryIndex", "MemberMessages"}
+        assert indexes["ExpiryIndex"]["Projection"]["ProjectionType"] == "INCLUDE"
         secret = json.loads(aws.client("secretsmanager").get_secret_value(
             SecretId=os.environ["SECRETS_ID"])["SecretString"])
         assert secret["ORDER_WEBHOOK_SECRET"] == "from-the-environment"

@@ -19,7 +19,6 @@ PLANNED_TAG = "messaging (planned)"
 
 # DESIGN.md, "HTTP API": contract paths that are not implemented yet.
 PLANNED_CONTRACT = {
-    ("GET", "/members/{member_id}/messages"),
     ("GET", "/webhooks/whatsapp"), ("POST", "/webhooks/whatsapp"),
     ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/twilio/inbound"),
     ("GET", "/webhooks/wechat"), ("POST", "/webhooks/wechat"),

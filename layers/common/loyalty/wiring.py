@@ -18,6 +18,18 @@ def ledger_store():
     return DynamoLedgerStore(s.table_name, s.expiry_shards)
 
 
+@cache
+def messaging_store():
+    from .adapters.messaging_dynamo import DynamoMessagingStore
+    return DynamoMessagingStore(settings().table_name)
+
+
+@cache
+def queues():
+    from .adapters.queues import SqsQueues
+    return SqsQueues()
+
+
 def rules() -> Rules:
     """The rules in force: defaults merged with the merchant's overrides (cached)."""
     from .adapters import config  # boto3 loads on first use, not at handler import

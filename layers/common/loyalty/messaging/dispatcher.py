@@ -1,0 +1,97 @@
+"""Dispatch one job: re-check, decide, render, record in the outbox, route to a channel.
+
+Two DynamoDB calls on the way through: one Query for the member (caps, consents, lots,
+profile) and one write for the outbox record (with the caps, for marketing). The record's
+id comes from the job's id, so a job delivered twice is sent once.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from ..domain import stable_id
+from .dispatch import CONTACT, CapCounters, Decision, MemberSnapshot, decide_reminder
+from .outbox import OutboxRecord
+from .templates import render
+
+if TYPE_CHECKING:
+    from ..rules import Rules
+
+MAX_QUEUE_DELAY_S = 900
+
+
+class Queues(Protocol):
+    def send(self, name: str, body: dict, delay_s: int = 0) -> None: ...
+
+
+def message_id_for(job_id: str) -> str:
+    return "m-" + stable_id("message", job_id, length=24)
+
+
+def _next_caps(snapshot: MemberSnapshot, local: datetime) -> CapCounters:
+    day, month = local.date().isoformat(), local.strftime("%Y-%m")
+    caps = snapshot.caps
+    return CapCounters(day=day, day_count=(caps.day_count if caps.day == day else 0) + 1,
+                       month=month, month_count=(caps.month_count if caps.month == month else 0) + 1)
+
+
+def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime) -> str:
+    """Handle one reminder job; returns what happened (sent to a channel queue, deferred,
+    skipped with a reason, or duplicate)."""
+    from zoneinfo import ZoneInfo
+    template = rules.template(job["template"])
+    message_id = message_id_for(job["job_id"])
+    snapshot = store.member_snapshot(job["member_id"])
+    existing = store.message(message_id) if job.get("released") else None
+    if existing is not None and existing.status != "deferred":
+        return "duplicate"
+    decision = decide_reminder(job, snapshot, now, rules, template.category)
+    profile = snapshot.profile
+    locale = (profile.locale if profile and profile.locale else "zh-CN")
+    channels = [c for c in ((decision.channel,) + decision.fallbacks if decision.channel else ())
+                if getattr(template, c) is not None]
+    record = OutboxRecord(message_id=message_id, member_id=job["member_id"], kind=job.get("kind", "reminder"),
+                          template=job["template"], category=template.category,
+                          channel=channels[0] if channels else None,
+                          to=getattr(profile, CONTACT[channels[0]]) if channels else None, locale=locale,
+                          variables={**decision.variables, "stage_days": job.get("stage_days")},
+                          payloads={}, fallbacks=tuple(channels[1:]), status="queued", created_at=now,
+                          extra={"job_id": job["job_id"]})
+    if decision.action == "send" and not channels:
+        decision = Decision("skip", "no_template_for_consented_channels")
+    if decision.action == "skip":
+        skipped = replace(record, status="skipped", history=(("skipped", now.isoformat(), decision.reason),))
+        if existing is None:
+            return "skipped:" + decision.reason if store.create_message(skipped) else "duplicate"
+        store.record_status(message_id, "skipped", now, decision.reason)
+        return "skipped:" + decision.reason
+    payloads = {}
+    for channel in channels:
+        variables = {**decision.variables, "link_token": job["member_id"]}
+        payloads[channel] = render(template, channel, locale, variables, message_id=message_id)
+    record = replace(record, payloads=payloads)
+    if decision.action == "defer":
+        deferred = replace(record, status="deferred", not_before=decision.not_before,
+                           history=(("deferred", now.isoformat(), f"until {decision.not_before.isoformat()}"),))
+        if existing is None and not store.create_message(deferred):
+            return "duplicate"
+        released = {**job, "released": True, "not_before": decision.not_before.isoformat()}
+        wait = (decision.not_before - now).total_seconds()
+        if wait <= MAX_QUEUE_DELAY_S:
+            queues.send("jobs", released, delay_s=int(wait) + 1)
+        else:
+            store.defer(released, decision.not_before)
+        return "deferred"
+    caps = None
+    if template.category == "marketing":
+        zone = profile.time_zone if profile and profile.time_zone else rules.program_timezone
+        caps = (snapshot.caps, _next_caps(snapshot, now.astimezone(ZoneInfo(zone))))
+    earlier = existing.history if existing is not None else ()
+    queued = replace(record, created_at=existing.created_at if existing is not None else now,
+                     history=earlier + (("queued", now.isoformat(), ""),))
+    ok = store.requeue_deferred(queued, caps) if existing is not None else store.create_message(queued, caps)
+    if not ok:
+        return "duplicate"
+    queues.send(queued.channel, {"message_id": message_id, "channel": queued.channel})
+    return "queued:" + queued.channel

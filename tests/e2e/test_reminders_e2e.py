@@ -1,0 +1,83 @@
+"""Expiry reminders through the local stack: planning, dispatch, windows, the outbox."""
+from datetime import datetime, timedelta, timezone
+
+from loyalty.domain import add_months
+from tests.e2e.conftest import paid
+
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def setup_member(api, member, *, consent=True, channels=("whatsapp",)):
+    api.put(f"/members/{member}", {"name": "Ana", "phone": "+8613800000000", "locale": "zh-CN",
+                                   "time_zone": "Asia/Shanghai", "preferred_channels": list(channels)})
+    if consent:
+        for channel in channels:
+            api.put(f"/members/{member}/consents/{channel}",
+                    {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
+
+
+def earn_due_on(api, member, amount=50000):
+    """Points earned 100 days ago: the day they expire, and the planner's run 7 days before it at noon."""
+    earned = (datetime.now(SHANGHAI) - timedelta(days=100)).replace(hour=15, minute=0, second=0, microsecond=0)
+    api.order(paid(member, f"o-{member}", amount, occurred_at=earned.isoformat()))
+    expires = add_months(earned, 12)
+    return expires, (expires - timedelta(days=7)).replace(hour=12, minute=5)
+
+
+def messages(api, member):
+    response = api.get(f"/members/{member}/messages")
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]
+
+
+def test_a_reminder_seven_days_ahead_is_queued_once_with_the_right_variables(api, member):
+    setup_member(api, member)
+    expires, run = earn_due_on(api, member)
+    api.schedule("ReminderScanFunction", run.isoformat())
+    api.schedule("ReminderScanFunction", (run + timedelta(minutes=30)).isoformat())   # re-run: nothing twice
+    [message] = messages(api, member)
+    assert (message["template"], message["channel"], message["kind"]) == ("points_expiring", "whatsapp", "reminder")
+    assert message["status"] in ("queued", "sending", "sent", "delivered", "read")
+    assert message["variables"]["points"] == 520 and message["variables"]["expiry_date"] == expires.date().isoformat()
+    assert message["to"] != "+8613800000000"  # masked
+
+
+def test_nothing_is_planned_ten_days_ahead(api, member):
+    setup_member(api, member)
+    expires, _ = earn_due_on(api, member)
+    api.schedule("ReminderScanFunction", (expires - timedelta(days=10)).replace(hour=12, minute=5).isoformat())
+    assert messages(api, member) == []
+
+
+def test_outside_the_send_window_the_reminder_waits_for_the_window(api, member):
+    setup_member(api, member)
+    expires, run = earn_due_on(api, member)
+    late = run.replace(hour=22, minute=30)
+    api.schedule("ReminderScanFunction", late.isoformat())
+    [message] = messages(api, member)
+    assert message["status"] == "deferred"
+    api.schedule("ReleaseDeferredFunction", (late + timedelta(hours=2)).isoformat())  # 00:30: still closed
+    assert messages(api, member)[0]["status"] == "deferred"
+    api.schedule("ReleaseDeferredFunction", (late.replace(hour=12, minute=0) + timedelta(days=1)).isoformat())
+    [released] = messages(api, member)
+    assert released["status"] != "deferred"
+    assert [h["status"] for h in released["history"]][:2] == ["deferred", "queued"]
+
+
+def test_nothing_is_sent_once_the_due_points_are_redeemed(api, member):
+    setup_member(api, member)
+    _, run = earn_due_on(api, member, amount=150000)   # 1,520 points
+    api.post(f"/members/{member}/redemptions", {"item_id": "coupon-10", "idempotency_key": "r1"})
+    api.post(f"/members/{member}/redemptions", {"item_id": "free-shipping", "idempotency_key": "r2"})
+    api.post(f"/members/{member}/adjustments", {"points": -220, "reason": "test", "operator_id": "op",
+                                                "idempotency_key": "a1"})
+    api.schedule("ReminderScanFunction", run.isoformat())
+    assert messages(api, member) == []   # nothing left to expire: nothing planned
+
+
+def test_without_consent_nothing_is_sent(api, member):
+    setup_member(api, member, consent=False)
+    _, run = earn_due_on(api, member)
+    api.schedule("ReminderScanFunction", run.isoformat())
+    [message] = messages(api, member)
+    assert message["status"] == "skipped" and message["history"][0]["detail"] == "no_consented_channel"
