@@ -27,6 +27,11 @@ LOCAL_SECRETS = {
     "WHATSAPP_VERIFY_TOKEN": "local-verify-token",
     "TWILIO_AUTH_TOKEN": "local-twilio-token",
     "WECHAT_TOKEN": "local-wechat-token",
+    # provider credentials the local provider sandbox checks
+    "WHATSAPP_ACCESS_TOKEN": "local-whatsapp-access-token",
+    "WECHAT_APP_SECRET": "local-wechat-app-secret",
+    "ALIYUN_ACCESS_KEY_SECRET": "local-aliyun-secret",
+    "ALIYUN_CALLBACK_TOKEN": "local-aliyun-callback-token",
 }
 
 # CloudFormation queue properties that are SQS queue attributes of the same name.

@@ -18,12 +18,7 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PLANNED_TAG = "messaging (planned)"
 
 # DESIGN.md, "HTTP API": contract paths that are not implemented yet.
-PLANNED_CONTRACT = {
-    ("GET", "/webhooks/whatsapp"), ("POST", "/webhooks/whatsapp"),
-    ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/twilio/inbound"),
-    ("GET", "/webhooks/wechat"), ("POST", "/webhooks/wechat"),
-    ("POST", "/webhooks/aliyun/report"), ("POST", "/webhooks/aliyun/up"),
-}
+PLANNED_CONTRACT: set = set()  # every operation of the contract is implemented now
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -130,6 +125,9 @@ def test_every_implemented_operation_documents_its_errors(spec):
             assert "400" in codes, f"{method} {path}: a bad body is a 400"
         for code in codes - {"200", "201"}:
             response = _deref(op["responses"][code], spec)
+            if "application/json" not in response.get("content", {}):
+                assert path.startswith("/webhooks/"), f"{method} {path} {code}: not JSON"
+                continue  # provider webhooks answer some errors in the provider's own terms
             schema = response["content"]["application/json"]["schema"]
             assert "message" in schema["required"], f"{method} {path} {code}"
             assert ("errors" in schema["required"]) == (code == "400"), f"{method} {path} {code}"

@@ -38,6 +38,9 @@ class LedgerStore(Protocol):
 
     def get_profile(self, member_id: str) -> Profile | None: ...
 
+    def member_for_contact(self, kind: str, value: str) -> str | None:
+        """The member a contact belongs to: kind PHONE (E.164) or OPENID."""
+
     def member_ids(self) -> Iterator[str]:
         """Every member with a ledger (operator tools only: a full read)."""
 

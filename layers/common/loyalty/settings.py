@@ -15,6 +15,7 @@ class Settings:
     expiry_shards: int
     order_signature_tolerance_s: int
     max_body_bytes: int
+    public_base_url: str
 
 
 @cache
@@ -28,4 +29,5 @@ def settings() -> Settings:
         expiry_shards=int(env.get("EXPIRY_INDEX_SHARDS", "4")),
         order_signature_tolerance_s=int(env.get("ORDER_SIGNATURE_TOLERANCE_S", "300")),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
+        public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
     )

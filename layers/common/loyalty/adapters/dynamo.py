@@ -154,13 +154,26 @@ class DynamoLedgerStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def put_profile(self, profile: Profile) -> Profile:
+        """The profile, and the contact aliases that find the member from an inbound
+        message (PHONE#<E.164>, OPENID#<openid>)."""
         document = {k: v for k, v in _profile_doc(profile).items() if v not in (None, [], {})}
-        self._call("update_item", TableName=self.table,
-                   Key={"PK": _s(member_pk(profile.member_id)), "SK": _s("PROFILE")},
-                   UpdateExpression="SET profile = :p, member_id = :m",
-                   ExpressionAttributeValues={":p": _s(json.dumps(document, ensure_ascii=False)),
-                                              ":m": _s(profile.member_id)})
+        items = [{"Update": {"TableName": self.table,
+                             "Key": {"PK": _s(member_pk(profile.member_id)), "SK": _s("PROFILE")},
+                             "UpdateExpression": "SET profile = :p, member_id = :m",
+                             "ExpressionAttributeValues": {":p": _s(json.dumps(document, ensure_ascii=False)),
+                                                           ":m": _s(profile.member_id)}}}]
+        for kind, value in (("PHONE", profile.phone), ("OPENID", profile.wechat_openid)):
+            if value:
+                items.append({"Put": {"TableName": self.table, "Item": {
+                    "PK": _s(f"{kind}#{value}"), "SK": _s("ALIAS"), "member_id": _s(profile.member_id)}}})
+        self.client.transact_write_items(TransactItems=items)
         return profile
+
+    def member_for_contact(self, kind: str, value: str) -> str | None:
+        """The member a phone number (E.164) or a WeChat OpenID belongs to."""
+        item = self._call("get_item", TableName=self.table,
+                          Key={"PK": _s(f"{kind}#{value}"), "SK": _s("ALIAS")}).get("Item")
+        return item["member_id"]["S"] if item else None
 
     def get_profile(self, member_id: str) -> Profile | None:
         item = self._call("get_item", TableName=self.table,

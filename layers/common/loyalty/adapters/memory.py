@@ -79,6 +79,10 @@ class MemoryLedgerStore:
         self.profiles[profile.member_id] = profile
         return profile
 
+    def member_for_contact(self, kind: str, value: str) -> str | None:
+        field = "phone" if kind == "PHONE" else "wechat_openid"
+        return next((m for m, p in self.profiles.items() if getattr(p, field) == value), None)
+
     def get_profile(self, member_id: str) -> Profile | None:
         return self.profiles.get(member_id)
 

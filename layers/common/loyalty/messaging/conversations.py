@@ -1,0 +1,151 @@
+"""What happens when a provider pushes something: receipts move a message forward,
+keywords change consent or get an answer, follow/unfollow and "stop marketing" change
+consent. Every step is idempotent, so a provider's retry (or ours after a failure)
+changes nothing twice and loses nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, classify_keyword
+from ..domain import stable_id
+from ..records import Consent
+from .outbox import OutboxRecord
+from .templates import render
+
+if TYPE_CHECKING:
+    from ..rules import Rules
+
+CHANNEL_OF = {"whatsapp": "whatsapp", "wechat": "wechat", "twilio": "sms", "aliyun": "sms"}
+STATUS_OF = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed",
+             "undelivered": "undelivered"}
+# Twilio answers STOP/START/HELP itself on long codes: we mirror consent, not the reply.
+PROVIDER_CONFIRMS = {"twilio"}
+
+FRAGMENTS = {
+    "expiring": {"zh-CN": "其中{points}积分将于{date}到期。", "zh-HK": "其中{points}積分將於{date}到期。",
+                 "en": "{points} expire on {date}. "},
+    "redeemable": {"zh-CN": "可兑换：{item}。", "zh-HK": "可兌換：{item}。", "en": "You can redeem: {item}."},
+}
+
+
+@dataclass
+class Outcome:
+    """What a push led to; `reply` is text to answer in the HTTP response (WeChat's
+    passive reply), when the channel allows it."""
+
+    handled: str
+    reply: str | None = None
+
+
+def _when(at: int | None, now: datetime) -> datetime:
+    return datetime.fromtimestamp(at, timezone.utc) if at else now
+
+
+def apply_status(update: StatusUpdate, msgs, now: datetime, our_ref: str | None = None) -> Outcome:
+    """Move the message's status forward; unknown ids and statuses are acknowledged."""
+    message_id = our_ref or update.our_ref or msgs.message_id_for(update.provider, update.provider_message_id)
+    status = STATUS_OF.get(update.status)
+    if message_id is None or status is None:
+        return Outcome(f"ignored:{'unknown_message' if message_id is None else update.raw_status}")
+    detail = " ".join(x for x in (update.error_code, update.error_title) if x)
+    moved = msgs.record_status(message_id, status, _when(update.at, now), detail)
+    return Outcome(f"status:{status}" if moved else "status:not_forward")
+
+
+def _member_for(ledger, message: InboundMessage | ChannelEvent) -> str | None:
+    if message.provider == "wechat":
+        return ledger.member_for_contact("OPENID", message.sender)
+    phone = message.sender if message.sender.startswith("+") else "+" + message.sender
+    return ledger.member_for_contact("PHONE", phone)
+
+
+def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
+    """WeChat follow/unfollow and subscription choices, WhatsApp's marketing preference."""
+    member = _member_for(ledger, event)
+    channel = CHANNEL_OF[event.provider]
+    if member is None:
+        return Outcome("ignored:unknown_member")
+    status = {"unfollow": "opted_out", "follow": "opted_in", "stop_marketing": "opted_out",
+              "resume_marketing": "opted_in"}.get(event.event)
+    if event.event == "subscribe_msg" and event.choices:
+        status = "opted_in" if any(choice == "accept" for _, choice in event.choices) else "opted_out"
+    if status is None:
+        return Outcome(f"ignored:{event.raw}")
+    ledger.add_consent(Consent(member, channel, status, f"{event.provider}:{event.event}", _when(event.at, now),
+                               proof=event.dedup_key))
+    return Outcome(f"consent:{status}")
+
+
+def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime) -> Outcome:
+    """Keywords: opt-out (confirmed once), opt-in, balance, help."""
+    member = _member_for(ledger, message)
+    if member is None:
+        return Outcome("ignored:unknown_member")
+    channel = CHANNEL_OF[message.provider]
+    keyword = classify_keyword(message.text)
+    snapshot = msgs.member_snapshot(member)
+    current = snapshot.consents.get(channel)
+    at = _when(message.at, now)
+    if keyword in ("opt_out", "opt_in"):
+        status = "opted_out" if keyword == "opt_out" else "opted_in"
+        changed = current is None or current.status != status
+        ledger.add_consent(Consent(member, channel, status, f"keyword:{message.text.strip()[:32]}", at,
+                                   proof=message.dedup_key))
+        if not changed or message.provider in PROVIDER_CONFIRMS:
+            return Outcome(f"consent:{status}")
+        template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"
+        return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now)
+    if keyword == "balance":
+        return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
+                      queues, rules, now)
+    if keyword == "help":
+        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now)
+    return Outcome("ignored:no_keyword")
+
+
+def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
+    profile = snapshot.profile
+    locale = profile.locale if profile and profile.locale in ("zh-CN", "zh-HK", "en") else "zh-CN"
+    live = sorted((lot for lot in snapshot.lots if lot.spendable(now)), key=lambda lot: lot.expires_at)
+    balance = sum(lot.remaining for lot in live)
+    expiring = ""
+    if live:
+        from zoneinfo import ZoneInfo
+        zone = ZoneInfo(profile.time_zone if profile and profile.time_zone else rules.program_timezone)
+        first_day = live[0].expires_at.astimezone(zone).date()
+        soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(zone).date() == first_day)
+        expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}", date=first_day.isoformat())
+    affordable = [item for item in rules.catalog if item.active and item.points <= balance]
+    redeemable = FRAGMENTS["redeemable"][locale].format(item=max(affordable, key=lambda i: i.points).name) \
+        if affordable else ""
+    return {"balance": balance, "expiring": expiring, "redeemable": redeemable}
+
+
+def _reply(template_name: str, variables: dict, member: str, message: InboundMessage, snapshot, msgs, queues,
+           rules: "Rules", now: datetime) -> Outcome:
+    """Answer inside the service window the member just opened: free-form text. WeChat
+    answers in the HTTP response itself; the others go through the channel's sender."""
+    channel = CHANNEL_OF[message.provider]
+    template = rules.template(template_name)
+    profile = snapshot.profile
+    locale = profile.locale if profile and profile.locale else "zh-CN"
+    message_id = "m-" + stable_id("reply", message.dedup_key, template_name, length=24)
+    payload = render(template, channel, locale, variables, message_id=message_id, free_form=True)
+    to = message.sender if channel == "wechat" else (message.sender if message.sender.startswith("+")
+                                                     else "+" + message.sender)
+    record = OutboxRecord(message_id=message_id, member_id=member, kind="reply", template=template_name,
+                          category=template.category, channel=channel, to=to, locale=locale, variables=variables,
+                          payloads={channel: payload}, fallbacks=(), status="queued", created_at=now,
+                          history=(("queued", now.isoformat(), f"in reply to {message.provider_message_id}"),),
+                          extra={"provider": message.provider})
+    if channel == "wechat":
+        sent = replace(record, status="sent", provider="wechat",
+                       provider_message_id=f"passive:{message.provider_message_id}",
+                       history=record.history + (("sent", now.isoformat(), "passive reply"),))
+        msgs.create_message(sent)
+        return Outcome(f"reply:{template_name}", reply=payload["content"])
+    if msgs.create_message(record):
+        queues.send(channel, {"message_id": message_id, "channel": channel, "provider": message.provider})
+    return Outcome(f"reply:{template_name}")

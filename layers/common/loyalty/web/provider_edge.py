@@ -1,0 +1,140 @@
+"""The provider webhooks' edge: verify the signature over the raw request, parse, store
+the push before acknowledging it, apply it, and answer the way each provider expects.
+A bad signature or body is a 4xx and changes nothing; only a failure to store or apply
+is a 5xx, so the provider retries and nothing is lost."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from urllib.parse import parse_qs, urlencode
+from xml.sax.saxutils import escape
+
+from .. import wiring
+from ..channels import inbound, signatures
+from ..errors import Invalid, Misconfigured
+from ..messaging import conversations
+from ..settings import settings
+from .edge import check_size, header, raw_body
+
+
+def _secret(name: str) -> str:
+    value = wiring.secret(name)
+    if not value:
+        raise Misconfigured(f"{name} is not configured")
+    return value
+
+
+def public_url(event: dict) -> str:
+    """The URL the provider called, as it signed it: PUBLIC_BASE_URL + path (+ query)."""
+    base = settings().public_base_url
+    if not base:
+        context = event.get("requestContext") or {}
+        base = f"https://{context.get('domainName', '')}/{context.get('stage', '')}".rstrip("/")
+    query = event.get("multiValueQueryStringParameters") or {}
+    url = base + event.get("path", "")
+    if query:
+        url += "?" + urlencode([(k, v) for k, values in query.items() for v in values])
+    return url
+
+
+def _form(body: bytes) -> dict[str, list[str]]:
+    return parse_qs(body.decode("utf-8"), keep_blank_values=True)
+
+
+def _flat(form: dict[str, list[str]]) -> dict[str, str]:
+    return {k: v[-1] for k, v in form.items()}
+
+
+def _apply(items, now: datetime, our_ref: str | None = None) -> list[conversations.Outcome]:
+    ledger, msgs, queues, rules = wiring.ledger_store(), wiring.messaging_store(), wiring.queues(), wiring.rules()
+    outcomes = []
+    for item in items:
+        if isinstance(item, inbound.StatusUpdate):
+            key = f"{item.provider}#status#{item.provider_message_id}#{item.raw_status}"
+            msgs.store_inbound(item.provider, key, item.__dict__, now)
+            outcomes.append(conversations.apply_status(item, msgs, now, our_ref))
+        elif isinstance(item, inbound.InboundMessage):
+            msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
+            outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
+        elif isinstance(item, inbound.ChannelEvent):
+            msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
+            outcomes.append(conversations.apply_event(item, ledger, now))
+    return outcomes
+
+
+# --- WhatsApp ---------------------------------------------------------------------------
+
+def whatsapp_verify(event: dict) -> str:
+    params = event.get("queryStringParameters") or {}
+    return signatures.whatsapp_verify_challenge(params, _secret("WHATSAPP_VERIFY_TOKEN"))
+
+
+def whatsapp_push(event: dict, now: datetime) -> list[conversations.Outcome]:
+    body = raw_body(event)
+    check_size(body)
+    signatures.verify_whatsapp(body, header(event, "X-Hub-Signature-256"), _secret("WHATSAPP_APP_SECRET"))
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise Invalid("the body is not JSON") from exc
+    return _apply(inbound.parse_whatsapp(document), now)
+
+
+# --- Twilio -----------------------------------------------------------------------------
+
+def twilio_push(event: dict, now: datetime, kind: str) -> list[conversations.Outcome]:
+    body = raw_body(event)
+    check_size(body)
+    form = _form(body)
+    signatures.verify_twilio(public_url(event), form, header(event, "X-Twilio-Signature"), _secret("TWILIO_AUTH_TOKEN"))
+    if kind == "status":
+        our_ref = (event.get("queryStringParameters") or {}).get("m")
+        return _apply([inbound.parse_twilio_status(_flat(form))], now, our_ref)
+    return _apply([inbound.parse_twilio_inbound(_flat(form))], now)
+
+
+# --- WeChat -----------------------------------------------------------------------------
+
+def wechat_verify(event: dict) -> str:
+    query = event.get("queryStringParameters") or {}
+    signatures.verify_wechat(query, _secret("WECHAT_TOKEN"))
+    return query.get("echostr", "")
+
+
+def wechat_push(event: dict, now: datetime) -> str:
+    """Answer "success", or a passive reply (XML) when a keyword has an answer."""
+    query = event.get("queryStringParameters") or {}
+    signatures.verify_wechat(query, _secret("WECHAT_TOKEN"), now=int(time.time()))
+    body = raw_body(event)
+    check_size(body)
+    item = inbound.parse_wechat(body)
+    outcomes = _apply([item] if item is not None else [], now)
+    reply = next((o.reply for o in outcomes if o.reply), None)
+    if reply is None or not isinstance(item, inbound.InboundMessage):
+        return "success"
+    return ("<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{me}]]></FromUserName>"
+            "<CreateTime>{t}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            "<Content><![CDATA[{text}]]></Content></xml>").format(
+        to=item.sender, me=_recipient(body), t=int(now.timestamp()), text=escape(reply).replace("]]>", "]]&gt;"))
+
+
+def _recipient(body: bytes) -> str:
+    import re
+    found = re.search(rb"<ToUserName><!\[CDATA\[(.*?)\]\]></ToUserName>", body)
+    return found.group(1).decode() if found else ""
+
+
+# --- Aliyun -----------------------------------------------------------------------------
+
+def aliyun_push(event: dict, now: datetime, kind: str) -> list[conversations.Outcome]:
+    token = (event.get("queryStringParameters") or {}).get("token")
+    signatures.verify_shared_token(token, _secret("ALIYUN_CALLBACK_TOKEN"))
+    body = raw_body(event)
+    check_size(body)
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise Invalid("the body is not JSON") from exc
+    items = inbound.parse_aliyun_report(document) if kind == "report" else inbound.parse_aliyun_up(document)
+    return _apply(items, now)

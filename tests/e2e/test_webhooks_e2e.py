@@ -1,0 +1,139 @@
+"""Provider webhooks through 127.0.0.1, called as the providers call them, signed with
+the local secrets of DESIGN.md."""
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+from tests.e2e.conftest import paid
+
+WA_SECRET, WA_VERIFY, WECHAT_TOKEN = "local-whatsapp-secret", "local-verify-token", "local-wechat-token"
+
+
+def post_whatsapp(api, body: dict, secret: str = WA_SECRET):
+    raw = json.dumps(body).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return api.http.post(api.base + "/webhooks/whatsapp", data=raw, timeout=30,
+                         headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature})
+
+
+def wa_envelope(value: dict) -> dict:
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}]}
+
+
+def wa_text(phone_digits: str, text: str) -> dict:
+    return wa_envelope({"messaging_product": "whatsapp",
+                        "contacts": [{"profile": {"name": "Ana"}, "wa_id": phone_digits}],
+                        "messages": [{"from": phone_digits, "id": f"wamid.{uuid.uuid4().hex}",
+                                      "timestamp": str(int(time.time())), "type": "text", "text": {"body": text}}]})
+
+
+def wa_status(message_id: str, status: str, ts: int) -> dict:
+    return wa_envelope({"messaging_product": "whatsapp", "statuses": [
+        {"id": f"wamid.{message_id}", "status": status, "timestamp": str(ts), "recipient_id": "8613800000000",
+         "biz_opaque_callback_data": message_id}]})
+
+
+def wechat_query(token: str = WECHAT_TOKEN) -> dict:
+    timestamp, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
+    signature = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+    return {"signature": signature, "timestamp": timestamp, "nonce": nonce}
+
+
+def member_with_phone(api, member: str, phone: str, channel: str = "whatsapp", openid: str | None = None):
+    profile = {"name": "Ana", "phone": phone, "locale": "en", "preferred_channels": [channel]}
+    if openid:
+        profile["wechat_openid"] = openid
+    assert api.put(f"/members/{member}", profile).status_code == 200
+    api.put(f"/members/{member}/consents/{channel}",
+            {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
+
+
+def test_whatsapp_verification_handshake(api):
+    ok = api.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": WA_VERIFY,
+                                               "hub.challenge": "1158201444"})
+    assert ok.status_code == 200 and ok.text == "1158201444"
+    wrong = api.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "nope",
+                                                  "hub.challenge": "x"})
+    assert wrong.status_code == 403
+
+
+def test_a_wrongly_signed_whatsapp_push_is_refused_and_changes_nothing(api, member):
+    phone = "+852" + str(uuid.uuid4().int)[:8]
+    member_with_phone(api, member, phone)
+    response = post_whatsapp(api, wa_text(phone[1:], "STOP"), secret="wrong")
+    assert response.status_code == 401
+    assert api.get(f"/members/{member}/consents/whatsapp").json()["status"] == "opted_in"
+
+
+def test_stop_on_whatsapp_opts_out_at_once_and_is_confirmed_once(api, member):
+    phone = "+852" + str(uuid.uuid4().int)[:8]
+    member_with_phone(api, member, phone)
+    assert post_whatsapp(api, wa_text(phone[1:], "ＳＴＯＰ")).status_code == 200
+    assert post_whatsapp(api, wa_text(phone[1:], "stop")).status_code == 200
+    consent = api.get(f"/members/{member}/consents/whatsapp").json()
+    assert consent["status"] == "opted_out" and consent["history"][0]["source"].startswith("keyword:")
+    replies = [m for m in api.get(f"/members/{member}/messages").json()["messages"] if m["kind"] == "reply"]
+    assert [m["template"] for m in replies] == ["opt_out_confirmed"]
+
+
+def test_my_points_on_whatsapp_gets_an_answer_with_balance_and_what_expires(api, member):
+    phone = "+852" + str(uuid.uuid4().int)[:8]
+    member_with_phone(api, member, phone)
+    api.order(paid(member, f"o-{member}", 150000))
+    push = wa_text(phone[1:], "我的积分")
+    assert post_whatsapp(api, push).status_code == 200
+    assert post_whatsapp(api, push).status_code == 200        # Meta retries: answered once
+    [reply] = [m for m in api.get(f"/members/{member}/messages").json()["messages"] if m["kind"] == "reply"]
+    assert reply["template"] == "balance_reply" and reply["variables"]["balance"] == 1520
+    assert "You can redeem" in reply["variables"]["redeemable"]
+
+
+def test_receipts_only_move_forward_and_unknown_ids_are_acknowledged(api, member):
+    from tests.e2e.test_reminders_e2e import earn_due_on, setup_member
+    setup_member(api, member)
+    _, run = earn_due_on(api, member)
+    api.schedule("ReminderScanFunction", run.isoformat())
+    [message] = api.get(f"/members/{member}/messages").json()["messages"]
+    mid, now = message["message_id"], int(time.time())
+    assert post_whatsapp(api, wa_status(mid, "read", now + 5)).status_code == 200
+    assert post_whatsapp(api, wa_status(mid, "delivered", now + 2)).status_code == 200   # late: ignored
+    assert post_whatsapp(api, wa_status("m-nobody", "delivered", now)).status_code == 200
+    [after] = api.get(f"/members/{member}/messages").json()["messages"]
+    assert after["status"] == "read"
+    assert "delivered" not in [h["status"] for h in after["history"]]
+
+
+def test_wechat_server_verification_and_a_passive_reply_to_my_points(api, member):
+    openid = "o" + uuid.uuid4().hex[:20]
+    member_with_phone(api, member, "+8613" + str(uuid.uuid4().int)[:9], channel="wechat", openid=openid)
+    api.order(paid(member, f"o-{member}", 50000))
+    echo = api.get("/webhooks/wechat", params={**wechat_query(), "echostr": "hello123"})
+    assert echo.status_code == 200 and echo.text == "hello123"
+    assert api.get("/webhooks/wechat", params={**wechat_query("bad"), "echostr": "x"}).status_code == 401
+    xml = (f"<xml><ToUserName><![CDATA[gh_local]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+           f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+           f"<Content><![CDATA[我的积分]]></Content><MsgId>{uuid.uuid4().int % 10**18}</MsgId></xml>")
+    reply = api.http.post(api.base + "/webhooks/wechat", params=wechat_query(), data=xml.encode(), timeout=30)
+    assert reply.status_code == 200 and "520" in reply.text and f"<![CDATA[{openid}]]>" in reply.text
+    unfollow = (f"<xml><ToUserName><![CDATA[gh_local]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+                f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+                f"<Event><![CDATA[unsubscribe]]></Event></xml>")
+    assert api.http.post(api.base + "/webhooks/wechat", params=wechat_query(), data=unfollow.encode(),
+                         timeout=30).text == "success"
+    assert api.get(f"/members/{member}/consents/wechat").json()["status"] == "opted_out"
+
+
+def test_aliyun_pushes_need_the_callback_token(api, member):
+    phone = "+8613" + str(uuid.uuid4().int)[:9]
+    member_with_phone(api, member, phone, channel="sms")
+    up = [{"phone_number": phone[3:], "send_time": "2026-11-23 10:00:00", "content": "TD", "sign_name": "会员中心",
+           "dest_code": "1234", "sequence_id": uuid.uuid4().int % 10**9}]
+    refused = api.http.post(api.base + "/webhooks/aliyun/up", params={"token": "wrong"}, json=up, timeout=30)
+    assert refused.status_code == 401
+    accepted = api.http.post(api.base + "/webhooks/aliyun/up", params={"token": "local-aliyun-callback-token"},
+                             json=up, timeout=30)
+    assert accepted.status_code == 200 and accepted.json() == {"code": 0, "msg": "接收成功"}
+    assert api.get(f"/members/{member}/consents/sms").json()["status"] == "opted_out"
