@@ -56,3 +56,51 @@ def _built(key: str, overrides: dict) -> Rules:
 def secret(name: str) -> str | None:
     from .adapters import config
     return config.secret(name, settings().secrets_id)
+
+
+_senders: dict = {}
+
+
+def channel_sender(channel: str):
+    """`send(record, channel, payload) -> SendResult` for a channel, its clients built once
+    per container from the environment and the secrets. A provider that is not
+    configured fails its sends as configuration errors (recorded, never retried)."""
+    if channel not in _senders:
+        _senders[channel] = _build_sender(channel)
+    return _senders[channel]
+
+
+def _build_sender(channel: str):
+    import os
+
+    from .channels.providers import ProviderError
+
+    def unconfigured(message: str):
+        def send(record, _channel, payload):
+            raise ProviderError("config", "not_configured", message, provider=channel)
+        return send
+
+    try:
+        if channel == "whatsapp":
+            from .channels.whatsapp import WhatsAppClient, WhatsAppConfig
+            client = WhatsAppClient(WhatsAppConfig.from_env(os.environ, secret))
+            return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
+        if channel == "wechat":
+            from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
+            client = WeChatClient(WeChatConfig.from_env(os.environ, secret), DynamoTokenStore(settings().table_name))
+            return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
+        from .channels.aliyun import AliyunClient, AliyunConfig
+        from .channels.providers import SmsSender
+        from .channels.twilio import TwilioClient, TwilioConfig
+        clients = {}
+        for name, client_type, config_type in (("twilio", TwilioClient, TwilioConfig),
+                                               ("aliyun", AliyunClient, AliyunConfig)):
+            try:
+                clients[name] = client_type(config_type.from_env(os.environ, secret))
+            except Exception:  # noqa: BLE001 - one SMS provider missing must not stop the other
+                continue
+        sender = SmsSender(rules().messaging.sms, clients)
+        return lambda record, _c, payload: sender.send(record.to, payload, record.message_id, locale=record.locale,
+                                                       marketing=record.category == "marketing")
+    except Exception as exc:  # noqa: BLE001 - Misconfigured: fail the sends, visibly
+        return unconfigured(str(exc))

@@ -180,16 +180,18 @@ class DynamoMessagingStore:
                 return False
             raise
 
-    def switch_channel(self, message_id: str, channel: str, to: str, at: datetime, detail: str) -> bool:
+    def switch_channel(self, message_id: str, channel: str, to: str, at: datetime, detail: str,
+                       fallbacks: tuple[str, ...] = ()) -> bool:
         """Fall back to the next consented channel: queued again, there."""
         try:
             self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
                        UpdateExpression="SET #s = :queued, rank_ = :zero, channel = :ch, #to = :to, "
-                                        "history = list_append(history, :h)",
+                                        "fallbacks = :fb, history = list_append(history, :h)",
                        ConditionExpression="#s = :sending",
                        ExpressionAttributeNames={"#s": "status", "#to": "to"},
                        ExpressionAttributeValues={":queued": _s("queued"), ":zero": _n(0), ":ch": _s(channel),
                                                   ":to": _s(to), ":sending": _s("sending"),
+                                                  ":fb": _s(json.dumps(list(fallbacks))),
                                                   ":h": {"L": [{"L": [_s("fallback"), _s(at.isoformat()),
                                                                       _s(detail)]}]}})
             return True

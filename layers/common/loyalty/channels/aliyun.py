@@ -24,7 +24,8 @@ from urllib.parse import quote
 import requests
 
 from ..errors import Misconfigured
-from .providers import TIMEOUT, Classification, HttpClient, ProviderError, RateLimiter, SendResult, digits, json_body, lookup
+from .providers import (TIMEOUT, Classification, HttpClient, ProviderError, RateLimiter, SendResult, digits,
+                        json_body, lookup)
 
 PROVIDER = "aliyun"
 

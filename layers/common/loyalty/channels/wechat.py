@@ -98,7 +98,8 @@ def wechat_request(to: str, payload: dict) -> tuple[str, dict]:
             body["page"] = payload["page"]
         return "/cgi-bin/message/subscribe/bizsend", body
     if kind == "text":
-        return "/cgi-bin/message/custom/send", {"touser": to, "msgtype": "text", "text": {"content": payload["content"]}}
+        body = {"touser": to, "msgtype": "text", "text": {"content": payload["content"]}}
+        return "/cgi-bin/message/custom/send", body
     raise ProviderError("config", "bad_payload", f"unknown WeChat payload type {kind!r}", provider=PROVIDER)
 
 
@@ -247,16 +248,20 @@ class WeChatTokenCache:
                 return usable[0]
             raise ProviderError("transient", "token_refresh_in_progress", "another sender is fetching the token",
                                 retry_after_s=2, provider=PROVIDER)
+        shared = self.store.get(self.appid)  # a refresher that finished between our read and our claim
+        if self._fresh(shared, now):
+            self._copy = shared
+            return shared[0]
         token, expires_in = self._fetch()
         mine = (token, now + float(expires_in))
         replaces = shared[0] if shared else None
-        for _ in range(2):
+        for _ in range(3):
             if self.store.put_if_newer(self.appid, mine[0], mine[1], replaces):
                 break
             current = self.store.get(self.appid)
-            if current is None or (current[0] != self._rejected and current[1] >= mine[1]):
+            if current is not None and current[0] != self._rejected and current[1] >= mine[1]:
                 break  # a newer one is stored (use ours meanwhile: both stay valid for a while)
-            replaces = current[0]
+            replaces = current[0] if current else None
         self._copy = mine
         return token
 

@@ -57,7 +57,8 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
                           to=getattr(profile, CONTACT[channels[0]]) if channels else None, locale=locale,
                           variables={**decision.variables, "stage_days": job.get("stage_days")},
                           payloads={}, fallbacks=tuple(channels[1:]), status="queued", created_at=now,
-                          extra={"job_id": job["job_id"]})
+                          extra={"job_id": job["job_id"],
+                                 "to": {c: getattr(profile, CONTACT[c]) for c in channels}})
     if decision.action == "send" and not channels:
         decision = Decision("skip", "no_template_for_consented_channels")
     if decision.action == "skip":

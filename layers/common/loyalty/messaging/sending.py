@@ -1,0 +1,84 @@
+"""Send one outbox message on one channel, and act on what the provider answers.
+
+transient      -> back to queued; the queue retries later (backoff with jitter), then DLQ
+window_closed  -> WhatsApp free-form outside the 24 h window: send the template instead
+undeliverable  -> the next consented channel, once; none left: failed
+opted_out      -> record the opt-out, suppress; never retried
+config, permanent -> failed, with the provider's code
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable
+
+from ..channels.providers import ProviderError, SendResult
+from ..records import Consent
+from .outbox import OutboxRecord
+from .templates import render
+
+if TYPE_CHECKING:
+    from ..rules import Rules
+
+Send = Callable[[OutboxRecord, str, dict], SendResult]   # (record, channel, payload)
+
+
+@dataclass
+class RetryLater(Exception):
+    """A transient failure: retry this queue message after `delay_s`."""
+
+    delay_s: int
+    reason: str
+
+
+def backoff_s(attempts: int, hint: float | None = None, *, rng: random.Random | None = None) -> int:
+    """Exponential backoff with full jitter (30 s, 60 s, ... capped at 15 min), or the
+    provider's own hint when it gave one."""
+    if hint:
+        return int(min(max(hint, 1), 43200))
+    ceiling = min(900, 30 * 2 ** max(attempts - 1, 0))
+    return int((rng or random).uniform(ceiling / 2, ceiling))
+
+
+def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: Send, rules: "Rules",
+                 now: datetime) -> str:
+    """Claim, send, record. Raises RetryLater for a transient failure."""
+    record = msgs.claim(message_id, channel, now)
+    if record is None:
+        return "not_claimed"   # already sent, moved to another channel, or being sent
+    payload = record.payloads.get(channel)
+    try:
+        try:
+            result = send(record, channel, payload)
+        except ProviderError as error:
+            if error.outcome != "window_closed" or payload.get("type") != "text":
+                raise
+            template = rules.template(record.template)
+            payload = render(template, channel, record.locale, record.variables, message_id=message_id)
+            result = send(record, channel, payload)
+    except ProviderError as error:
+        return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now)
+    msgs.mark_sent(message_id, result.provider, result.provider_message_id, now)
+    return f"sent:{result.provider}"
+
+
+def _failed(error: ProviderError, record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime) -> str:
+    detail = f"{error.provider}:{error.code} {error.detail}".strip()
+    if error.outcome == "transient":
+        msgs.release_claim(record.message_id)
+        raise RetryLater(backoff_s(record.attempts, error.retry_after_s), detail)
+    if error.outcome == "undeliverable" and record.fallbacks:
+        following = record.fallbacks[0]
+        contact = record.extra.get("to", {}).get(following)
+        if contact and msgs.switch_channel(record.message_id, following, contact, now, detail,
+                                           fallbacks=record.fallbacks[1:]):
+            queues.send(following, {"message_id": record.message_id, "channel": following})
+            return f"fallback:{following}"
+    if error.outcome == "opted_out":
+        ledger.add_consent(Consent(record.member_id, channel, "opted_out", f"provider:{error.provider}:{error.code}",
+                                   now, proof=record.message_id))
+        msgs.record_status(record.message_id, "suppressed", now, detail)
+        return "suppressed"
+    msgs.record_status(record.message_id, "failed", now, detail)
+    return f"failed:{error.outcome}"
