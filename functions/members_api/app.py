@@ -43,6 +43,19 @@ def get_member(event, member_id: str):
     return _reply(200, members.member_view(wiring.ledger_store(), check_member_id(member_id)))
 
 
+def notify_redemption(view: dict, rules) -> None:
+    """Queue the redemption-confirmed notice (a lost notice never undoes the redemption)."""
+    from loyalty.messaging.dispatcher import notice_job
+    item = rules.item(view["item_id"])
+    job = notice_job(view["redemption_id"], view["member_id"], "redemption_confirmed",
+                     {"item": item.name if item else view["item_id"], "code": view["code"],
+                      "balance": view["balance"]}, _now())
+    try:
+        wiring.queues().send("jobs", job)
+    except Exception as exc:  # noqa: BLE001
+        logger.error("redemption notice not queued", extra={"redemption_id": view["redemption_id"], "error": str(exc)})
+
+
 def _channel(channel: str) -> str:
     if channel not in CHANNELS:
         raise Invalid([{"field": "channel", "problem": f"one of {', '.join(CHANNELS)}"}])
@@ -84,7 +97,10 @@ def post_redemption(event, member_id: str):
     body, _ = _body(event, RedemptionBody)
     redemption, created = redemptions.redeem(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
                                              body.item_id, body.idempotency_key, _now())
-    return _reply(201 if created else 200, redemption_view(redemption, wiring.ledger_store()))
+    view = redemption_view(redemption, wiring.ledger_store())
+    if created:
+        notify_redemption(view, wiring.rules())
+    return _reply(201 if created else 200, view)
 
 
 @app.route("GET", "/members/{member_id}/redemptions")

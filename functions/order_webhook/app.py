@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 from aws_lambda_powertools import Logger
 
 from loyalty.errors import LoyaltyError
-from loyalty.web.edge import header, order_callback, raw_body
+from loyalty.web.edge import header, notify_points_credited, order_callback, raw_body
 from loyalty.web.responses import error_response, json_response
 
 logger = Logger()
@@ -18,4 +18,6 @@ def handler(event, context):
         logger.info("order callback refused", extra={"error": type(error).__name__, "detail": str(error)})
         return error_response(error)
     logger.info("order callback applied", extra={"event_id": result["event_id"], "points": result["points"]})
+    if result["points"] > 0:
+        notify_points_credited(result, logger)
     return json_response(200, result)

@@ -24,10 +24,10 @@ def earn_due_on(api, member, amount=50000):
     return expires, (expires - timedelta(days=7)).replace(hour=12, minute=5)
 
 
-def messages(api, member):
+def messages(api, member, kind="reminder"):
     response = api.get(f"/members/{member}/messages")
     assert response.status_code == 200, response.text
-    return response.json()["messages"]
+    return [m for m in response.json()["messages"] if m["kind"] == kind]
 
 
 def test_a_reminder_seven_days_ahead_is_queued_once_with_the_right_variables(api, member):
@@ -81,3 +81,25 @@ def test_without_consent_nothing_is_sent(api, member):
     api.schedule("ReminderScanFunction", run.isoformat())
     [message] = messages(api, member)
     assert message["status"] == "skipped" and message["history"][0]["detail"] == "no_consented_channel"
+
+
+def test_points_credited_and_redemption_confirmed_notices_go_out_once_with_consent(api, member):
+    setup_member(api, member)
+    body = paid(member, f"o-{member}", 150000)
+    api.order(body)
+    api.order(body)                                            # the order system retries: one notice
+    api.post(f"/members/{member}/redemptions", {"item_id": "coupon-10", "idempotency_key": "r1"})
+    api.post(f"/members/{member}/redemptions", {"item_id": "coupon-10", "idempotency_key": "r1"})
+    api.post("/_local/drain")
+    notices = messages(api, member, kind="notice")
+    assert sorted(m["template"] for m in notices) == ["points_credited", "redemption_confirmed"]
+    credited = next(m for m in notices if m["template"] == "points_credited")
+    assert credited["variables"]["points"] == 1520 and credited["category"] == "transactional"
+
+
+def test_no_notice_without_consent(api, member):
+    setup_member(api, member, consent=False)
+    api.order(paid(member, f"o-{member}", 150000))
+    api.post("/_local/drain")
+    [notice] = messages(api, member, kind="notice")
+    assert notice["status"] == "skipped" and notice["channel"] is None

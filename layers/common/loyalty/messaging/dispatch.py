@@ -88,3 +88,13 @@ def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "
     if when > now:
         return Decision("defer", "outside_send_window", channels[0], tuple(channels[1:]), when, variables)
     return Decision("send", "ok", channels[0], tuple(channels[1:]), None, variables)
+
+
+def decide_notice(snapshot: MemberSnapshot, rules: "Rules", variables: dict) -> Decision:
+    """A notice the member triggered (points credited, redemption confirmed): at once, on
+    the preferred consented channel; no windows, no caps."""
+    channels = channels_for(snapshot, rules)
+    if not channels:
+        return Decision("skip", "no_consented_channel")
+    name = snapshot.profile.name if snapshot.profile and snapshot.profile.name else ""
+    return Decision("send", "ok", channels[0], tuple(channels[1:]), None, {"name": name, **variables})

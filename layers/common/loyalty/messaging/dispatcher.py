@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..domain import stable_id
-from .dispatch import CONTACT, CapCounters, Decision, MemberSnapshot, decide_reminder
+from .dispatch import CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder
 from .outbox import OutboxRecord
 from .templates import render
 
@@ -46,7 +46,10 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
     existing = store.message(message_id) if job.get("released") else None
     if existing is not None and existing.status != "deferred":
         return "duplicate"
-    decision = decide_reminder(job, snapshot, now, rules, template.category)
+    if job.get("kind") == "notice":
+        decision = decide_notice(snapshot, rules, job.get("variables", {}))
+    else:
+        decision = decide_reminder(job, snapshot, now, rules, template.category)
     profile = snapshot.profile
     locale = (profile.locale if profile and profile.locale else "zh-CN")
     channels = [c for c in ((decision.channel,) + decision.fallbacks if decision.channel else ())
@@ -55,7 +58,8 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
                           template=job["template"], category=template.category,
                           channel=channels[0] if channels else None,
                           to=getattr(profile, CONTACT[channels[0]]) if channels else None, locale=locale,
-                          variables={**decision.variables, "stage_days": job.get("stage_days")},
+                          variables={**decision.variables,
+                                     **({"stage_days": job["stage_days"]} if "stage_days" in job else {})},
                           payloads={}, fallbacks=tuple(channels[1:]), status="queued", created_at=now,
                           extra={"job_id": job["job_id"],
                                  "to": {c: getattr(profile, CONTACT[c]) for c in channels}})
@@ -96,3 +100,9 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
         return "duplicate"
     queues.send(queued.channel, {"message_id": message_id, "channel": queued.channel})
     return "queued:" + queued.channel
+
+
+def notice_job(kind_key: str, member_id: str, template: str, variables: dict, at: datetime) -> dict:
+    """A job for a notice the member triggered; its id comes from what triggered it."""
+    return {"job_id": f"notice#{template}#{kind_key}", "kind": "notice", "member_id": member_id,
+            "template": template, "variables": variables, "planned_at": at.isoformat()}
