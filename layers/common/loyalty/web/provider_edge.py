@@ -51,8 +51,7 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list[conversatio
     outcomes = []
     for item in items:
         if isinstance(item, inbound.StatusUpdate):
-            key = f"{item.provider}#status#{item.provider_message_id}#{item.raw_status}"
-            msgs.store_inbound(item.provider, key, item.__dict__, now)
+            # The status update is the record of a receipt (with its history): one write.
             outcomes.append(conversations.apply_status(item, msgs, now, our_ref))
         elif isinstance(item, inbound.InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
