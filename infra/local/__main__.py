@@ -1,4 +1,4 @@
-"""python -m infra.local serve [--port 3000] [--demo 0|1] [--template template.yaml]
+"""python -m infra.local serve [--port 3000] [--demo 0|1] [--sandbox 0|1] [--template template.yaml]
 
 Starts the local stack, prints where everything listens, optionally tells the demo
 story, then serves until Ctrl-C or SIGTERM.
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = dict(_key_value(item) for item in args.parameter)
         stack = LocalStack(args.template, port=args.port, emulator_port=args.emulator_port,
-                           parameter_overrides=overrides, time_scale=args.time_scale).start()
+                           parameter_overrides=overrides, time_scale=args.time_scale,
+                           sandbox=bool(args.sandbox)).start()
     except (TemplateError, EnvironmentConflict, OSError, ValueError) as exc:
         print(f"local stack: {exc}", file=sys.stderr)
         return 2
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000, help="API port on 127.0.0.1 (default 3000)")
     serve.add_argument("--demo", type=int, choices=(0, 1), default=0,
                        help="1: tell the demo story once the stack is up")
+    serve.add_argument("--sandbox", type=int, choices=(0, 1), default=1,
+                       help="1: serve the provider sandbox (fake WhatsApp, WeChat, Twilio, Aliyun) and point "
+                            "the template's provider parameters at it (default 1)")
     serve.add_argument("--template", default=str(DEFAULT_TEMPLATE), help="SAM template to run")
     serve.add_argument("--emulator-port", type=int, default=0,
                        help="AWS emulator port (default: a free one)")

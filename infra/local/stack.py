@@ -5,12 +5,18 @@
 
 Start order: emulator, template (queue URLs need the emulator's address), resources,
 runtime (environment, imports), routes, extensions, pollers, and the HTTP server
-last, so that an answer from /_local/health means everything is up.
+last, so that an answer from /_local/health means everything is up. The port is
+reserved before the template is read, so that parameters can name the stack's own
+URL (the provider sandbox's WhatsAppApiBase=http://127.0.0.1:<port>/_sandbox/whatsapp).
+
+The provider sandbox (infra/local/sandbox) is on by default: `sandbox=False` leaves
+it out.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Protocol
 
@@ -20,8 +26,9 @@ from .http import HttpServer, Request, Response, Router
 from .pollers import DRAIN_TIMEOUT, Pollers
 from .resources import create_resources
 from .runtime import FunctionRuntime
+from .sandbox import BASE_PATHS, ProviderSandbox
 from .schedules import ScheduleRunner, SimulatedClock, iso_utc
-from .template import DEFAULT_STACK_NAME, ApiEvent, ScheduleEvent, TemplateModel, load_template
+from .template import DEFAULT_STACK_NAME, ApiEvent, ScheduleEvent, TemplateModel, load_template, read_template
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,11 @@ DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 
 class Extension(Protocol):
     """Something that joins the stack at start (e.g. the provider sandbox): it may
-    add routes with `stack.router.add(...)` and subscribe to `stack.clock`."""
+    add routes with `stack.router.add(...)` and subscribe to `stack.clock`.
+
+    It may also have `parameter_overrides(api_url) -> dict[str, str]`: template
+    parameters it wants, given the URL the stack is about to serve on. The stack applies
+    those the template declares, unless the caller overrides them itself."""
 
     def start(self, stack: LocalStack) -> None: ...
 
@@ -45,13 +56,16 @@ class LocalStack:
     Resource names are "<stack_name>-<LogicalId>". moto keeps its state per process,
     so two stacks or emulators in one process share tables and queues: give them
     different stack names, or run the stack as a subprocess (testing.spawn_local_stack).
+
+    `sandbox=True` (the default) adds a ProviderSandbox unless `extensions` holds one
+    already (pass your own to choose its settings); it is then `stack.sandbox`.
     """
 
     def __init__(self, template_path: str | Path = DEFAULT_TEMPLATE, *, port: int = 3000,
                  host: str = "127.0.0.1", emulator_port: int = 0,
                  parameter_overrides: dict[str, str] | None = None,
                  time_scale: float | None = None, extensions: list[Extension] | None = None,
-                 stack_name: str = DEFAULT_STACK_NAME):
+                 stack_name: str = DEFAULT_STACK_NAME, sandbox: bool = True):
         self.template_path = Path(template_path)
         self.stack_name = stack_name
         self.host = host
@@ -60,6 +74,11 @@ class LocalStack:
         self.parameter_overrides = parameter_overrides or {}
         self.time_scale = time_scale
         self.extensions = list(extensions or [])
+        self.sandbox: ProviderSandbox | None = next(
+            (e for e in self.extensions if isinstance(e, ProviderSandbox)), None)
+        if sandbox and self.sandbox is None:
+            self.sandbox = ProviderSandbox()
+            self.extensions.append(self.sandbox)
         self.router = Router()
         self.clock = SimulatedClock()
         self.model: TemplateModel | None = None
@@ -95,11 +114,20 @@ class LocalStack:
         scale = self.time_scale if self.time_scale is not None else time_scale_from_env()
         self.time_scale = scale
         self.emulator = Emulator(self.host, self.emulator_port, time_scale=scale).start()
-        self.model = load_template(self.template_path, parameter_overrides=self.parameter_overrides,
+        reservation, port = _reserve_port(self.host, self.port)
+        try:
+            self._start_on(port)
+        finally:
+            if reservation is not None:
+                reservation.close()
+
+    def _start_on(self, port: int) -> None:
+        overrides = self._extension_overrides(f"http://{_loopback(self.host)}:{port}")
+        self.model = load_template(self.template_path, parameter_overrides=overrides,
                                    stack_name=self.stack_name, sqs_endpoint=self.emulator.url)
         create_resources(self.model, self.emulator.url)
         self.runtime = FunctionRuntime(self.model, self.emulator.url).start()
-        self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=scale)
+        self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=self.time_scale)
         self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock)
         self._add_template_routes()
         self._add_control_routes()
@@ -108,11 +136,24 @@ class LocalStack:
             self._started_extensions.append(extension)
         self.pollers.start()
         try:
-            self._http = HttpServer(self.router, self.host, self.port).start()
+            self._http = HttpServer(self.router, self.host, port).start()
         except OSError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}); "
+            raise OSError(f"cannot listen on {self.host}:{port} ({exc.strerror}); "
                           "is another stack running? Try another port, e.g. make run PORT=3001") from exc
         log.info("local stack up: API %s, AWS emulator %s", self.api_url, self.emulator_url)
+
+    def _extension_overrides(self, api_url: str) -> dict[str, str]:
+        """The parameters: what extensions want (for parameters the template declares),
+        then the caller's overrides, which win."""
+        wanted: dict[str, str] = {}
+        for extension in self.extensions:
+            provide = getattr(extension, "parameter_overrides", None)
+            if provide is not None:
+                wanted.update(provide(api_url))
+        if wanted:
+            declared = read_template(self.template_path).get("Parameters") or {}
+            wanted = {name: value for name, value in wanted.items() if name in declared}
+        return {**wanted, **self.parameter_overrides}
 
     def stop(self) -> None:
         """Stop everything that started, in reverse order. Safe to call twice."""
@@ -199,7 +240,10 @@ class LocalStack:
                   for r in routes if r.path.startswith("/_local/")]
         lines.append("  Routes")
         lines += [f"    {r.method:<6} {r.path:<54} {r.description}"
-                  for r in routes if not r.path.startswith("/_local/")]
+                  for r in routes if not r.path.startswith(("/_local/", "/_sandbox/"))]
+        if self.sandbox is not None and self.sandbox.sandbox is not None:
+            lines.append("  Provider sandbox (fake provider APIs; GET /_local/outbox shows what they accepted)")
+            lines += [f"    {name:<9} {self.api_url}{path}" for name, path in BASE_PATHS.items()]
         if self.pollers.pollers:
             lines.append("  Queues")
             lines += [f"    {p.queue.logical_id} -> {p.function_id} (batch {p.event.batch_size})"
@@ -209,3 +253,23 @@ class LocalStack:
             lines.append('  Schedules (run on demand: POST /_local/schedules/<Function> {"time": ...})')
             lines += [f"    {f.logical_id}.{e.name}  {e.expression} {e.timezone}" for f, e in scheduled]
         return "\n".join(lines)
+
+
+def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
+    """For port 0, a free port held by a bound (not listening) socket until the HTTP
+    server binds it too (both set SO_REUSEADDR), so nothing else takes it meanwhile."""
+    if port != 0:
+        return None, port
+    reservation = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        reservation.bind((host, 0))
+    except OSError:
+        reservation.close()
+        raise
+    return reservation, reservation.getsockname()[1]
+
+
+def _loopback(host: str) -> str:
+    """The host to call a server listening on `host` at."""
+    return "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host

@@ -45,7 +45,9 @@ ALIYUN_ERRORS: dict[str, Classification] = {
     "isv.OUT_OF_SERVICE": _T("config"), "isv.ACCOUNT_NOT_EXISTS": _T("config"), "isv.ACCOUNT_ABNORMAL": _T("config"),
     "isv.SMS_SIGNATURE_SCENE_ILLEGAL": _T("config"), "isp.RAM_PERMISSION_DENY": _T("config"),
     "InvalidAccessKeyId": _T("config"), "SignatureDoesNotMatch": _T("config"), "IncompleteSignature": _T("config"),
-    "InvalidTimeStamp": _T("config"), "Forbidden": _T("config"),
+    "InvalidTimeStamp": _T("config"), "Forbidden": _T("config"), "isv.MOBILE_COUNT_OVER_LIMIT": _T("config"),
+    "InvalidParameter": _T("config"), "MissingParameter": _T("config"), "InvalidVersion": _T("config"),
+    "InvalidAction": _T("config"),
 }
 
 

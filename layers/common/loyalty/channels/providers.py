@@ -30,12 +30,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 import requests
 
 from ..errors import LoyaltyError
 from ..messaging.sms import segments
+
+if TYPE_CHECKING:
+    from ..rules import SmsRules
 
 logger = logging.getLogger(__name__)
 
@@ -190,16 +193,6 @@ def digits(phone: str) -> str:
 
 # --- SMS ---------------------------------------------------------------------------------
 
-class SmsRulesLike(Protocol):
-    """The fields of `loyalty.rules.SmsRules` the composer reads."""
-
-    max_segments: int
-    brand: str
-    opt_out_line: dict[str, str]
-
-    def provider_for(self, phone: str) -> str: ...
-
-
 @dataclass(frozen=True)
 class ComposedSms:
     text: str          # what we hand the provider (Aliyun: without the signature, it adds it)
@@ -214,7 +207,7 @@ class SmsComposer:
     Aliyun prints the signature itself from SignName, so it is counted but not sent.
     Refuses (ProviderError config) a message above max_segments."""
 
-    def __init__(self, rules: SmsRulesLike):
+    def __init__(self, rules: SmsRules):
         self.rules = rules
 
     def opt_out_line(self, provider: str, locale: str) -> str:
@@ -251,7 +244,7 @@ class SmsSender:
     """Routes an SMS to the provider for the number (rules.messaging.sms.provider_for),
     composes its text and sends it."""
 
-    def __init__(self, rules: SmsRulesLike, clients: Mapping[str, SmsClient]):
+    def __init__(self, rules: SmsRules, clients: Mapping[str, SmsClient]):
         self.rules = rules
         self.composer = SmsComposer(rules)
         self.clients = dict(clients)

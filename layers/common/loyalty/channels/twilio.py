@@ -25,6 +25,7 @@ _T = Classification
 # API errors (at send time) and delivery errors (in status callbacks) share this table.
 TWILIO_ERRORS: dict[int, Classification] = {
     20429: _T("transient"), 14107: _T("transient"), 21611: _T("transient"),  # too many requests, queue full
+    20500: _T("transient"), 20503: _T("transient"), 20504: _T("transient"),
     30001: _T("transient"),                                                 # queue overflow
     21211: _T("undeliverable"), 21612: _T("undeliverable"), 21614: _T("undeliverable"),  # bad / non-mobile 'To'
     30003: _T("undeliverable"), 30004: _T("undeliverable"), 30005: _T("undeliverable"),
@@ -32,7 +33,7 @@ TWILIO_ERRORS: dict[int, Classification] = {
     21610: _T("opted_out"),                                                 # the member sent STOP
     20003: _T("config"), 20404: _T("config"), 21408: _T("config"), 21602: _T("config"),
     21603: _T("config"), 21606: _T("config"), 21608: _T("config"), 21617: _T("config"),
-    21659: _T("config"), 21704: _T("config"), 30002: _T("config"),
+    21609: _T("config"), 21659: _T("config"), 21701: _T("config"), 21704: _T("config"), 30002: _T("config"),
 }
 
 
@@ -50,7 +51,7 @@ class TwilioConfig:
     account_sid: str
     auth_token: str = field(repr=False)
     sender: str                        # an E.164 number, or a Messaging Service SID (MG...)
-    public_base_url: str | None        # our API as Twilio calls it, for StatusCallback; None: no receipts
+    public_base_url: str | None = None  # our API as Twilio calls it, for StatusCallback; None: no receipts
     base_url: str = "https://api.twilio.com"
     timeout: tuple[float, float] = TIMEOUT
     segments_per_s: float = 1.0        # a long code sends about one segment a second; Twilio queues the rest

@@ -49,8 +49,12 @@ WECHAT_ERRORS: dict[int, Classification] = {
     43101: _T("opted_out"),             # refused the subscription message
     40037: _T("config"), 40036: _T("config"), 41028: _T("config"), 41030: _T("config"),
     47003: _T("config"), 40013: _T("config"), 40125: _T("config"), 40164: _T("config"),
-    48001: _T("config"), 40002: _T("config"),
+    48001: _T("config"), 40002: _T("config"), 40008: _T("config"), 41001: _T("config"), 41002: _T("config"),
+    41004: _T("config"), 44002: _T("config"), 47001: _T("config"),
 }
+# Subscription-message fields are limited by their type (the key without its number:
+# phrase3 -> phrase); the shorter ones below, FIELD_LIMIT for the rest.
+SUBSCRIPTION_FIELD_LIMITS = {"phrase": 5, "symbol": 5, "car_number": 8, "phone_number": 17}
 
 
 def seconds_to_next_day(now: float) -> float:
@@ -76,10 +80,14 @@ def classify_wechat_error(http_status: int, errcode: int | str | None, *, now: f
     return lookup(WECHAT_ERRORS, PROVIDER, http_status, key if key is not None else errcode)
 
 
-def truncate_fields(data: Mapping[str, object], limit: int = FIELD_LIMIT) -> dict[str, dict[str, str]]:
-    """Template data as WeChat wants it, each value cut to `limit` characters:
+def truncate_fields(data: Mapping[str, object], limit: int = FIELD_LIMIT,
+                    limits: Mapping[str, int] | None = None) -> dict[str, dict[str, str]]:
+    """Template data as WeChat wants it, each value cut to `limit` characters (or to
+    `limits[type]`, the type being the key without its number):
     {"thing1": "..."} -> {"thing1": {"value": "..."}}."""
-    return {key: {"value": ("" if value is None else str(value))[:limit]} for key, value in data.items()}
+    limits = limits or {}
+    return {key: {"value": ("" if value is None else str(value))[:limits.get(key.rstrip("0123456789"), limit)]}
+            for key, value in data.items()}
 
 
 def wechat_request(to: str, payload: dict) -> tuple[str, dict]:
@@ -93,7 +101,8 @@ def wechat_request(to: str, payload: dict) -> tuple[str, dict]:
             body["client_msg_id"] = payload["client_msg_id"]
         return "/cgi-bin/message/template/send", body
     if kind == "subscription":
-        body = {"touser": to, "template_id": payload["template_id"], "data": truncate_fields(payload.get("data") or {})}
+        body = {"touser": to, "template_id": payload["template_id"],
+                "data": truncate_fields(payload.get("data") or {}, limits=SUBSCRIPTION_FIELD_LIMITS)}
         if payload.get("page"):
             body["page"] = payload["page"]
         return "/cgi-bin/message/subscribe/bizsend", body

@@ -28,6 +28,7 @@ WHATSAPP_ERRORS: dict[int, Classification] = {
     131056: _T("transient", 6),                       # pair rate limit: ~1 message / 6 s per recipient
     131048: _T("transient", 3600),                    # spam rate limit: no quick retry
     131049: _T("transient", 3600),                    # held back for ecosystem reasons: no quick retry
+    1: _T("transient"), 2: _T("transient"),           # API unknown / service temporarily unavailable
     131000: _T("transient"), 131016: _T("transient"),  # something went wrong / service unavailable
     # the member
     131047: _T("window_closed"),                      # free-form outside the 24 h window: use a template
@@ -36,8 +37,8 @@ WHATSAPP_ERRORS: dict[int, Classification] = {
     131050: _T("opted_out"),                          # member stopped marketing messages
     # ours: templates, account, credentials
     132000: _T("config"), 132001: _T("config"), 132005: _T("config"), 132007: _T("config"),
-    132012: _T("config"), 132015: _T("config"), 132016: _T("config"),
-    0: _T("config"), 3: _T("config"), 10: _T("config"), 190: _T("config"), 200: _T("config"),
+    132012: _T("config"), 132015: _T("config"), 132016: _T("config"), 132018: _T("config"),
+    0: _T("config"), 3: _T("config"), 10: _T("config"), 190: _T("config"), 200: _T("config"), 131005: _T("config"),
     368: _T("config"), 131031: _T("config"), 131042: _T("config"), 133010: _T("config"),
 }
 
@@ -110,8 +111,8 @@ class WhatsAppClient(HttpClient):
                                  c.timeout, json=body, headers={"Authorization": f"Bearer {c.access_token}"})
         answer = json_body(response)
         if response.status_code < 300:
-            messages = answer.get("messages") or [{}]
-            first = messages[0] if isinstance(messages[0], dict) else {}
+            messages = answer.get("messages")
+            first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
             if not first.get("id"):
                 raise ProviderError("permanent", "no_message_id", "accepted without a message id",
                                     provider=PROVIDER, http_status=response.status_code)
