@@ -87,7 +87,9 @@ def _build_sender(channel: str):
             return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
         if channel == "wechat":
             from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
-            client = WeChatClient(WeChatConfig.from_env(os.environ, secret), DynamoTokenStore(settings().table_name))
+            # Refresh 180 s before expiry: one fetch per 7,020 s of a 7,200 s token.
+            client = WeChatClient(WeChatConfig.from_env(os.environ, secret), DynamoTokenStore(settings().table_name),
+                                  refresh_margin_s=180)
             return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
         from .channels.aliyun import AliyunClient, AliyunConfig
         from .channels.providers import SmsSender

@@ -62,16 +62,22 @@ def format_date(day: str, locale: str) -> str:
     return parsed.strftime("%d %b %Y").lstrip("0")
 
 
+MEMBER = {"zh-CN": "会员", "zh-HK": "會員", "en": "Member"}
+
+
 def localised(variables: dict, locale: str) -> dict[str, str]:
-    """Variables as the member reads them: grouped numbers, local dates."""
-    out = {}
+    """Variables as the member reads them: grouped numbers, local dates, and a greeting
+    word for a member without a name (providers refuse empty fields)."""
+    out = {"name": MEMBER.get(locale, "Member")}
     for key, value in variables.items():
         if isinstance(value, int) and not isinstance(value, bool):
             out[key] = f"{value:,}"
         elif key.endswith("_date") and isinstance(value, str) and len(value) == 10:
             out[key] = format_date(value, locale)
+        elif value not in (None, ""):
+            out[key] = str(value)
         else:
-            out[key] = "" if value is None else str(value)
+            out.setdefault(key, "")
     return out
 
 
