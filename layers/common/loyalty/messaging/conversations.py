@@ -12,7 +12,7 @@ from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, class
 from ..domain import stable_id
 from ..records import Consent
 from .outbox import OutboxRecord
-from .templates import render
+from .templates import format_date, render
 
 if TYPE_CHECKING:
     from ..rules import Rules
@@ -116,7 +116,8 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
         zone = ZoneInfo(profile.time_zone if profile and profile.time_zone else rules.program_timezone)
         first_day = live[0].expires_at.astimezone(zone).date()
         soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(zone).date() == first_day)
-        expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}", date=first_day.isoformat())
+        expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}",
+                                                        date=format_date(first_day.isoformat(), locale))
     affordable = [item for item in rules.catalog if item.active and item.points <= balance]
     redeemable = FRAGMENTS["redeemable"][locale].format(item=max(affordable, key=lambda i: i.points).name) \
         if affordable else ""

@@ -1,0 +1,174 @@
+"""From plan to provider to receipt, through the local stack and its provider sandbox:
+what a member would actually receive (GET /_local/outbox), on every channel."""
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from tests.e2e.conftest import paid
+from tests.e2e.test_reminders_e2e import earn_due_on, messages
+
+CONTACTS = {"whatsapp": "+8529", "sms": "+8613", "wechat": None}
+
+
+def new_member(api, member, channels=("whatsapp",), phone_prefix="+8529", locale="en"):
+    phone = phone_prefix + str(uuid.uuid4().int)[:8 if phone_prefix.startswith("+852") else 9]
+    openid = "o" + uuid.uuid4().hex[:24]
+    api.put(f"/members/{member}", {"name": "Ana", "phone": phone, "wechat_openid": openid, "locale": locale,
+                                   "time_zone": "Asia/Shanghai", "preferred_channels": list(channels)})
+    for channel in channels:
+        api.put(f"/members/{member}/consents/{channel}",
+                {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
+    return phone, openid
+
+
+def outbox(api, to: str) -> list[dict]:
+    """What the sandbox accepted for this recipient (Aliyun shows +86 numbers without 86)."""
+    response = api.get("/_local/outbox")
+    assert response.status_code == 200, response.text
+    key = to.lstrip("+")[-10:]
+    return [m for m in response.json() if (m["to"] or "").lstrip("+").endswith(key)]
+
+
+def reminders(api, to: str) -> list[dict]:
+    names = ("points_expiring", "POINTS_EXPIRING_SUBSCRIBE", "SMS_POINTS_EXPIRING")
+    return [m for m in outbox(api, to) if m.get("template") in names or "到期" in (m.get("text") or "")
+            or "expire" in (m.get("text") or "")]
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "wechat", "sms"])
+@pytest.mark.parametrize("stage", [7, 3, 0])
+def test_reminders_reach_each_channel_at_each_stage_with_the_right_variables(api, member, channel, stage):
+    phone, openid = new_member(api, member, channels=(channel,), phone_prefix="+8613" if channel == "sms" else "+8529")
+    expires, seven_before = earn_due_on(api, member)
+    run = seven_before + timedelta(days=7 - stage)
+    if stage == 0:
+        run = run.replace(hour=12, minute=5) if run < expires else expires - timedelta(hours=2, minutes=55)
+    api.schedule("ReminderScanFunction", run.isoformat())
+    api.post("/_local/drain")
+    to = openid if channel == "wechat" else phone
+    [sent] = reminders(api, to)
+    assert sent["channel"] == channel
+    date_en = expires.date().strftime("%d %b %Y").lstrip("0")
+    if channel == "whatsapp":
+        assert sent["template"] == "points_expiring" and sent["variables"][:3] == ["Ana", "520", date_en]
+    elif channel == "wechat":
+        assert sent["variables"] == {"thing1": "Ana", "number2": "520", "date3": date_en}
+    else:
+        assert sent["provider"] == "aliyun" and sent["variables"]["points"] == "520"
+    [record] = messages(api, member)
+    assert record["status"] in ("sent", "delivered", "read") and record["variables"]["stage_days"] == stage
+
+
+def test_a_re_run_and_a_duplicate_job_send_nothing_twice(api, member):
+    phone, _ = new_member(api, member)
+    _, run = earn_due_on(api, member)
+    for _ in range(3):
+        api.schedule("ReminderScanFunction", run.isoformat())
+    api.post("/_local/drain")
+    assert len(reminders(api, phone)) == 1
+
+
+def test_quiet_hours_hold_the_reminder_until_the_window_opens(api, member):
+    phone, _ = new_member(api, member)
+    _, run = earn_due_on(api, member)
+    night = run.replace(hour=22, minute=40)
+    api.schedule("ReminderScanFunction", night.isoformat())
+    api.schedule("ReleaseDeferredFunction", (night + timedelta(hours=3)).isoformat())
+    assert reminders(api, phone) == []
+    api.schedule("ReleaseDeferredFunction", (night + timedelta(days=1)).replace(hour=12, minute=0).isoformat())
+    assert len(reminders(api, phone)) == 1
+
+
+@pytest.mark.parametrize("channel, text", [("whatsapp", "STOP"), ("wechat", "退订"), ("sms", "TD")])
+def test_nothing_is_sent_after_stop_on_each_channel(api, member, channel, text):
+    phone, openid = new_member(api, member, channels=(channel,), phone_prefix="+8613" if channel == "sms" else "+8529")
+    _, run = earn_due_on(api, member)
+    sender = openid if channel == "wechat" else phone
+    inbound_channel = {"sms": "aliyun"}.get(channel, channel)
+    answer = api.post("/_local/inbound", {"channel": inbound_channel, "from": sender, "text": text})
+    assert answer.status_code == 200 and answer.json()["status"] == 200
+    assert api.get(f"/members/{member}/consents/{channel}").json()["status"] == "opted_out"
+    api.schedule("ReminderScanFunction", run.isoformat())
+    assert reminders(api, sender) == []
+    [skipped] = messages(api, member)
+    assert skipped["status"] == "skipped"
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "wechat", "twilio"])
+def test_my_points_gets_an_answer_on_each_channel(api, member, channel):
+    phone, openid = new_member(api, member, channels=({"twilio": "sms"}.get(channel, channel),))
+    api.order(paid(member, f"o-{member}", 150000))
+    sender = openid if channel == "wechat" else phone
+    answer = api.post("/_local/inbound", {"channel": channel, "from": sender, "text": "我的积分"})
+    assert answer.status_code == 200 and answer.json()["status"] == 200
+    api.post("/_local/drain")
+    if channel == "wechat":
+        assert "1,520" in answer.json()["body"]          # the passive reply, in the webhook's answer
+    else:
+        replies = [m for m in outbox(api, sender) if "Your points: 1,520" in (m.get("text") or "")]
+        assert len(replies) == 1
+
+
+def test_provider_5xx_429_and_timeouts_are_retried_into_exactly_one_message(api, member):
+    phone, _ = new_member(api, member)
+    api.post("/_local/faults", {"provider": "whatsapp", "status": 500, "count": 1, "to": phone.lstrip("+")})
+    api.post("/_local/faults", {"provider": "whatsapp", "status": 429, "count": 1, "to": phone.lstrip("+")})
+    api.post("/_local/faults", {"provider": "whatsapp", "timeout": True, "hold": 9, "count": 1,
+                                "to": phone.lstrip("+")})
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    sent = [m for m in outbox(api, phone) if m.get("template") == "points_credited"]
+    assert len(sent) == 1
+    [notice] = messages(api, member, kind="notice")
+    assert notice["status"] in ("sent", "delivered", "read")
+
+
+def test_131047_outside_the_window_switches_to_the_template(api, member):
+    phone, _ = new_member(api, member)
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    api.post("/_local/faults", {"provider": "whatsapp", "error_code": 131047, "count": 1, "to": phone.lstrip("+")})
+    api.post("/_local/inbound", {"channel": "whatsapp", "from": phone, "text": "POINTS"})
+    api.post("/_local/drain")
+    answers = [m for m in outbox(api, phone) if m.get("template") == "points_balance"]
+    assert len(answers) == 1 and "520" in answers[0]["variables"][0]
+
+
+def test_131026_falls_back_to_sms_once(api, member):
+    phone, _ = new_member(api, member, channels=("whatsapp", "sms"))
+    api.post("/_local/faults", {"provider": "whatsapp", "error_code": 131026, "count": 5, "to": phone.lstrip("+")})
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    sent = outbox(api, phone)
+    assert [(m["channel"], m["provider"]) for m in sent] == [("sms", "twilio")]
+    [notice] = messages(api, member, kind="notice")
+    assert notice["channel"] == "sms" and "fallback" in [h["status"] for h in notice["history"]]
+
+
+def test_a_poison_message_lands_in_the_dead_letter_queue(api, member):
+    phone, _ = new_member(api, member)
+    api.post("/_local/faults", {"provider": "whatsapp", "status": 503, "count": 50, "to": phone.lstrip("+")})
+    api.order(paid(member, f"o-{member}", 50000))
+    drained = api.post("/_local/drain").json()
+    api.http.delete(api.base + "/_local/faults", timeout=10)
+    assert drained["dead_letter"].get("WhatsAppDLQ", 0) >= 1
+    assert outbox(api, phone) == []
+
+
+def test_one_wechat_token_fetch_for_a_hundred_sends(api):
+    before = api.get("/_local/sandbox/stats").json()
+    members = [f"w-{uuid.uuid4().hex[:10]}" for _ in range(100)]
+
+    def one(member):
+        new_member(api, member, channels=("wechat",))
+        api.order(paid(member, f"o-{member}", 10000))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, members))
+    api.post("/_local/drain")
+    after = api.get("/_local/sandbox/stats").json()
+    assert after["sends_accepted"]["wechat"] - before["sends_accepted"]["wechat"] >= 100
+    fetches = sum(after["wechat_token_fetches"].values()) - sum(before["wechat_token_fetches"].values())
+    assert fetches <= 1
