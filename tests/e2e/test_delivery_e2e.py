@@ -172,3 +172,44 @@ def test_one_wechat_token_fetch_for_a_hundred_sends(api):
     assert after["sends_accepted"]["wechat"] - before["sends_accepted"]["wechat"] >= 100
     fetches = sum(after["wechat_token_fetches"].values()) - sum(before["wechat_token_fetches"].values())
     assert fetches <= 1
+
+
+def wait_for_status(api, member, kind, wanted, tries=60):
+    import time
+    for _ in range(tries):
+        found = messages(api, member, kind=kind)
+        if found and found[0]["status"] == wanted:
+            return found[0]
+        time.sleep(0.1)
+    return messages(api, member, kind=kind)[0]
+
+
+@pytest.mark.parametrize("channel, prefix, provider", [("whatsapp", "+8529", "whatsapp"), ("wechat", "+8529", "wechat"),
+                                                       ("sms", "+8529", "twilio"), ("sms", "+8613", "aliyun")])
+def test_signed_receipts_from_every_provider_move_the_message_forward_only(api, member, channel, prefix, provider):
+    new_member(api, member, channels=(channel,), phone_prefix=prefix)
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    notice = wait_for_status(api, member, "notice", "delivered")      # the sandbox's own signed receipt
+    assert notice["status"] == "delivered" and notice["provider"] == provider
+    pid = notice["provider_message_id"]
+    if provider in ("whatsapp", "twilio"):
+        assert api.post("/_local/receipts", {"provider": provider, "provider_message_id": pid,
+                                             "status": "read"}).json()["status"] == 200
+    assert api.post("/_local/receipts", {"provider": provider, "provider_message_id": pid,
+                                         "status": "delivered"}).json()["status"] == 200   # late, out of order
+    final = messages(api, member, kind="notice")[0]
+    assert final["status"] == ("read" if provider in ("whatsapp", "twilio") else "delivered")
+    assert [h["status"] for h in final["history"]].count("delivered") == 1
+
+
+def test_a_wrongly_signed_twilio_callback_is_refused_and_changes_nothing(api, member):
+    phone, _ = new_member(api, member, channels=("sms",))
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    notice = wait_for_status(api, member, "notice", "delivered")
+    form = {"MessageSid": notice["provider_message_id"], "MessageStatus": "undelivered", "ErrorCode": "30007"}
+    url = api.base + f"/webhooks/twilio/status?m={notice['message_id']}"
+    refused = api.http.post(url, data=form, headers={"X-Twilio-Signature": "bm90LWEtc2lnbmF0dXJl"}, timeout=30)
+    assert refused.status_code == 401
+    assert messages(api, member, kind="notice")[0]["status"] == "delivered"
