@@ -36,6 +36,11 @@ def main() -> int:
         ledger.credits(counter, row)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                               due=int(os.environ.get("BENCH_DUE", "300")))
+        from bench import messaging
+        messaging.planning(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
+                           due=int(os.environ.get("BENCH_DUE", "300")))
+    from bench import messaging
+    messaging.run(counter, row)
     import_time_ratio(row)
     print_table()
     return 0 if all(ok for *_, ok in ROWS) else 1
@@ -51,11 +56,11 @@ def import_time_ratio(row) -> None:
                                     check=True).stdout)
 
     boto3_code = "import boto3"
-    for name in ("order_webhook", "members_api", "expiry_scan"):
+    for name in sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()):
         handler_code = ("import importlib.util\n"
                         f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions' / name / 'app.py')!r})\n"
                         "spec.loader.exec_module(importlib.util.module_from_spec(spec))")
-        pairs = [(timed(handler_code), timed(boto3_code)) for _ in range(7)]
+        pairs = [(timed(handler_code), timed(boto3_code)) for _ in range(5)]
         ratio = statistics.median(h for h, _ in pairs) / statistics.median(b for _, b in pairs)
         row(f"handler import time ÷ import boto3 ({name})", f"{ratio:.2f}", "≤ 1.50", ratio <= 1.5)
 

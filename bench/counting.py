@@ -15,12 +15,18 @@ class CallCounter:
 
     def __init__(self):
         self.calls: Counter[str] = Counter()
+        self.index_queries: Counter[str] = Counter()
         self.items_read = 0
 
     def install(self) -> "CallCounter":
         boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register("after-call.dynamodb", self._after)
+        boto3.DEFAULT_SESSION.events.register("provide-client-params.dynamodb.Query", self._query_params)
         return self
+
+    def _query_params(self, params=None, **_):
+        if params and params.get("IndexName"):
+            self.index_queries[params["IndexName"]] += 1
 
     def _after(self, parsed=None, model=None, **_):
         name = model.name
@@ -36,7 +42,12 @@ class CallCounter:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.index_queries.clear()
         self.items_read = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
 
     @property
     def writes(self) -> int:

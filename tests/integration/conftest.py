@@ -14,11 +14,7 @@ def aws():
 def fresh_aws(aws):
     """The emulator emptied and its resources re-created, and the adapters' caches cleared."""
     from loyalty import wiring
-    from loyalty.adapters import config
-    from loyalty.settings import settings
 
     aws.reset()
-    settings.cache_clear()
-    wiring.ledger_store.cache_clear()
-    config.clear_cache()
+    wiring.reset()
     yield aws

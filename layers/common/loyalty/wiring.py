@@ -106,3 +106,16 @@ def _build_sender(channel: str):
                                                        marketing=record.category == "marketing")
     except Exception as exc:  # noqa: BLE001 - Misconfigured: fail the sends, visibly
         return unconfigured(str(exc))
+
+
+def reset() -> None:
+    """Forget every cached adapter, setting and secret (tests and tools that point the
+    process at another endpoint; a Lambda container never needs it)."""
+    from .adapters import config
+    settings.cache_clear()
+    ledger_store.cache_clear()
+    messaging_store.cache_clear()
+    queues.cache_clear()
+    _senders.clear()
+    _built_cache.clear()
+    config.clear_cache()

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
-from ..channels.providers import ProviderError, SendResult
 from ..records import Consent
 from .outbox import OutboxRecord
 from .templates import render
 
 if TYPE_CHECKING:
+    from ..channels.providers import ProviderError, SendResult
     from ..rules import Rules
 
-Send = Callable[[OutboxRecord, str, dict], SendResult]   # (record, channel, payload)
+Send = Callable[[OutboxRecord, str, dict], "SendResult"]   # (record, channel, payload)
 
 
 @dataclass
@@ -44,6 +44,7 @@ def backoff_s(attempts: int, hint: float | None = None, *, rng: random.Random | 
 def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: Send, rules: "Rules",
                  now: datetime) -> str:
     """Claim, send, record. Raises RetryLater for a transient failure."""
+    from ..channels.providers import ProviderError  # with `requests`: loaded on the first send, not at import
     record = msgs.claim(message_id, channel, now)
     if record is None:
         return "not_claimed"   # already sent, moved to another channel, or being sent
@@ -63,7 +64,7 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
     return f"sent:{result.provider}"
 
 
-def _failed(error: ProviderError, record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime) -> str:
+def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime) -> str:
     detail = f"{error.provider}:{error.code} {error.detail}".strip()
     if error.outcome == "transient":
         msgs.release_claim(record.message_id)

@@ -10,7 +10,6 @@ from ..domain import parse_time
 from ..errors import Invalid, TooLarge, Transient
 from ..services.orders import OrderEvent, handle_order_event
 from ..settings import settings
-from .models import OrderEventBody, canonical_hash, parse_json, validate
 from .signatures import verify_order_signature
 
 
@@ -43,8 +42,9 @@ def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
     if not secrets:
         raise Transient("ORDER_WEBHOOK_SECRET is not configured")
     verify_order_signature(signature, body, secrets, int(now.timestamp()), settings().order_signature_tolerance_s)
+    from .models import OrderEventBody, canonical_hash, parse_json, validate  # pydantic: on first use
     document = parse_json(body)
-    parsed: OrderEventBody = validate(OrderEventBody, document)  # type: ignore[assignment]
+    parsed = validate(OrderEventBody, document)
     rules = wiring.rules()
     if parsed.order.currency not in rules.earn.currencies:
         raise Invalid([{"field": "order.currency", "problem": f"{parsed.order.currency} is not an accepted currency"}])

@@ -7,15 +7,21 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode
-from xml.sax.saxutils import escape
 
 from .. import wiring
 from ..channels import inbound, signatures
 from ..errors import Invalid, Misconfigured
-from ..messaging import conversations
 from ..settings import settings
 from .edge import check_size, header, raw_body
+
+if TYPE_CHECKING:  # templates and their models load on the first push, not at import
+    from ..messaging import conversations
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _secret(name: str) -> str:
@@ -46,7 +52,8 @@ def _flat(form: dict[str, list[str]]) -> dict[str, str]:
     return {k: v[-1] for k, v in form.items()}
 
 
-def _apply(items, now: datetime, our_ref: str | None = None) -> list[conversations.Outcome]:
+def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversations.Outcome"]:
+    from ..messaging import conversations
     ledger, msgs, queues, rules = wiring.ledger_store(), wiring.messaging_store(), wiring.queues(), wiring.rules()
     outcomes = []
     for item in items:
@@ -69,7 +76,7 @@ def whatsapp_verify(event: dict) -> str:
     return signatures.whatsapp_verify_challenge(params, _secret("WHATSAPP_VERIFY_TOKEN"))
 
 
-def whatsapp_push(event: dict, now: datetime) -> list[conversations.Outcome]:
+def whatsapp_push(event: dict, now: datetime) -> list["conversations.Outcome"]:
     body = raw_body(event)
     check_size(body)
     signatures.verify_whatsapp(body, header(event, "X-Hub-Signature-256"), _secret("WHATSAPP_APP_SECRET"))
@@ -82,7 +89,7 @@ def whatsapp_push(event: dict, now: datetime) -> list[conversations.Outcome]:
 
 # --- Twilio -----------------------------------------------------------------------------
 
-def twilio_push(event: dict, now: datetime, kind: str) -> list[conversations.Outcome]:
+def twilio_push(event: dict, now: datetime, kind: str) -> list["conversations.Outcome"]:
     body = raw_body(event)
     check_size(body)
     form = _form(body)
@@ -126,7 +133,7 @@ def _recipient(body: bytes) -> str:
 
 # --- Aliyun -----------------------------------------------------------------------------
 
-def aliyun_push(event: dict, now: datetime, kind: str) -> list[conversations.Outcome]:
+def aliyun_push(event: dict, now: datetime, kind: str) -> list["conversations.Outcome"]:
     token = (event.get("queryStringParameters") or {}).get("token")
     signatures.verify_shared_token(token, _secret("ALIYUN_CALLBACK_TOKEN"))
     body = raw_body(event)
