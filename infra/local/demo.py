@@ -92,6 +92,8 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     s.say(now, f"Bob earns {bob['points']}, spends 4500 on a coupon, then his order is cancelled -> "
                f"{cancel['points']:+}: balance {cancel['balance']} (a debt his next points settle first)")
 
+    _messaging(s, first, now)
+
     expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
     run_at = expiry_day.replace(hour=0, minute=5)
     summary = s.call("POST", "/_local/schedules/ExpiryScanFunction", {"time": run_at.isoformat()})
@@ -115,3 +117,53 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     out(f"  reconcile: {checked} members, balance = sum of entries = sum of lots - debt: "
         f"{'ok' if not bad else f'{len(bad)} MISMATCHED'}")
     out("")
+
+
+def _messaging(s: Story, first: datetime, now: datetime) -> None:
+    """Reminders on all three channels, a receipt, a 我的积分 reply, a STOP."""
+    s.out("")
+    s.call("PUT", "/members/chen", {"name": "陈", "wechat_openid": "oChenDemo000000000001", "locale": "zh-CN",
+                                     "preferred_channels": ["wechat"]})
+    s.call("PUT", "/members/chen/consents/wechat", {"status": "opted_in", "source": "wechat_subscribe_popup",
+                                                    "at": first.isoformat()})
+    s.call("PUT", "/members/li", {"name": "李", "phone": "+8613800138000", "locale": "zh-CN",
+                                   "preferred_channels": ["sms"]})
+    s.call("PUT", "/members/li/consents/sms", {"status": "opted_in", "source": "checkout_checkbox",
+                                               "at": first.isoformat()})
+    s.order("evt-C1-paid", "order.paid", first, "C1", "chen", 88800)
+    s.order("evt-L1-paid", "order.paid", first, "L1", "li", 66600)
+    s.say(first, "Chen (WeChat) and Li (SMS, +86) also joined and bought on Ana's first day")
+    s.call("POST", "/_local/drain")
+    s.http.delete(s.base + "/_local/outbox", timeout=30)
+
+    expires = first.replace(year=first.year + 1)
+    night = (expires - timedelta(days=3)).replace(hour=12, minute=5)
+    s.call("POST", "/_local/schedules/ReminderScanFunction", {"time": night.isoformat()})
+    s.say(night, "reminder planning (3 days before): one job per member from the expiry index")
+    for sent in s.call("GET", "/_local/outbox"):
+        what = sent.get("template") or (sent.get("text") or "")[:40]
+        s.say(night, f"  -> {sent['channel']:<8} via {sent['provider']:<8} to {sent['to'][:4]}***: {what} "
+                     f"{sent.get('variables')}")
+    time.sleep(1.5)  # the sandbox posts its signed receipts back a moment later
+    ana = s.call("GET", "/members/ana/messages")["messages"]
+    reminder = next((m for m in ana if m["kind"] == "reminder"), None)
+    if reminder:
+        s.say(night, f"Ana's reminder: {' -> '.join(h['status'] for h in reminder['history'])} "
+                     f"(receipts from the provider, signed)")
+    reply = s.call("POST", "/_local/inbound", {"channel": "wechat", "from": "oChenDemo000000000001",
+                                                "text": "我的积分"})
+    text = reply.get("body", "")
+    start = text.find("<Content><![CDATA[")
+    s.say(night, "Chen sends 我的积分 on WeChat -> " +
+          (text[start + 18:text.find("]]>", start)] if start >= 0 else text[:80]))
+    s.call("POST", "/_local/inbound", {"channel": "whatsapp", "from": "+85291234567", "text": "STOP"})
+    consent = s.call("GET", "/members/ana/consents/whatsapp")
+    s.say(night, f"Ana replies STOP on WhatsApp -> consent {consent['status']} at once, confirmed once")
+    s.call("POST", "/_local/drain")
+    s.http.delete(s.base + "/_local/outbox", timeout=30)
+    day = expires.replace(hour=9, minute=0)
+    s.call("POST", "/_local/schedules/ReminderScanFunction", {"time": day.isoformat()})
+    s.call("POST", "/_local/schedules/ReleaseDeferredFunction", {"time": day.replace(hour=12).isoformat()})
+    channels = sorted({m["channel"] for m in s.call("GET", "/_local/outbox")})
+    s.say(day, f"on the day: planned at 09:00, held for the 12:00 window, sent on {', '.join(channels)}; "
+               f"nothing to Ana after her STOP")

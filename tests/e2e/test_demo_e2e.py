@@ -14,5 +14,10 @@ def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
         output = running.output()
         assert "Demo story" in output and "never twice" in output, output
         assert "balance = sum of entries = sum of lots - debt: ok" in output, output
+        for channel in ("-> whatsapp", "-> sms", "-> wechat"):
+            assert channel in output, output                          # reminders on all three channels
+        assert "queued -> sent -> delivered" in output, output       # a signed receipt came back
+        assert "Chen sends 我的积分 on WeChat -> 您的积分：908" in output, output
+        assert "consent opted_out at once" in output, output
         assert "demo story failed" not in output
         assert requests.get(running.api_url + "/members/ana/points", timeout=10).json()["balance"] == 48
