@@ -144,9 +144,13 @@ def _messaging(s: Story, first: datetime, now: datetime) -> None:
         what = sent.get("template") or (sent.get("text") or "")[:40]
         s.say(night, f"  -> {sent['channel']:<8} via {sent['provider']:<8} to {sent['to'][:4]}***: {what} "
                      f"{sent.get('variables')}")
-    time.sleep(1.5)  # the sandbox posts its signed receipts back a moment later
-    ana = s.call("GET", "/members/ana/messages")["messages"]
-    reminder = next((m for m in ana if m["kind"] == "reminder"), None)
+    reminder = None
+    for _ in range(100):  # the sandbox posts its signed receipts back a moment later
+        ana = s.call("GET", "/members/ana/messages")["messages"]
+        reminder = next((m for m in ana if m["kind"] == "reminder"), None)
+        if reminder and reminder["status"] == "delivered":
+            break
+        time.sleep(0.1)
     if reminder:
         s.say(night, f"Ana's reminder: {' -> '.join(h['status'] for h in reminder['history'])} "
                      f"(receipts from the provider, signed)")
