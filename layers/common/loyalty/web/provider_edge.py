@@ -5,7 +5,6 @@ is a 5xx, so the provider retries and nothing is lost."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode
@@ -111,7 +110,8 @@ def wechat_verify(event: dict) -> str:
 def wechat_push(event: dict, now: datetime) -> str:
     """Answer "success", or a passive reply (XML) when a keyword has an answer."""
     query = event.get("queryStringParameters") or {}
-    signatures.verify_wechat(query, _secret("WECHAT_TOKEN"), now=int(time.time()))
+    # Replay window on WeChat's timestamp, against the request's own arrival time.
+    signatures.verify_wechat(query, _secret("WECHAT_TOKEN"), now=int(now.timestamp()))
     body = raw_body(event)
     check_size(body)
     item = inbound.parse_wechat(body)
