@@ -9,7 +9,7 @@ from loyalty.errors import Invalid
 from loyalty.records import Consent, Profile
 from loyalty.services import adjustments, disputes, members, queries, redemptions
 from loyalty.web.edge import check_size, raw_body
-from loyalty.web.models import (CHANNELS, AdjustmentBody, CancelBody, ConsentBody, DisputeBody, ProfileBody,
+from loyalty.web.models import (CHANNELS, AdjustmentBody, CampaignBody, CancelBody, ConsentBody, DisputeBody, ProfileBody,
                                 RedemptionBody, ResolutionBody,
                                 canonical_hash, check_member_id, parse_json, validate)
 from loyalty.web.responses import json_response as _reply
@@ -175,6 +175,21 @@ def get_messages(event, member_id: str):
         raise Invalid([{"field": "limit", "problem": "an integer from 1 to 200"}])
     found = wiring.messaging_store().member_messages(check_member_id(member_id), int(limit))
     return _reply(200, {"member_id": member_id, "messages": [message_view(r) for r in found]})
+
+
+@app.route("POST", "/campaigns")
+def post_campaign(event):
+    """An operator's one-off campaign: one job per member; consent, caps and windows apply."""
+    from loyalty.messaging.dispatcher import campaign_jobs
+    body, _ = _body(event, CampaignBody)
+    rules = wiring.rules()
+    if body.template not in rules.templates:
+        raise Invalid([{"field": "template", "problem": f"no template {body.template!r}"}])
+    at = parse_time(body.at) if body.at else _now()
+    jobs = campaign_jobs(body.campaign_id, body.template, body.member_ids, body.variables, at)
+    queued = wiring.queues().send_batch("jobs", jobs)
+    return _reply(202, {"campaign_id": body.campaign_id, "template": body.template,
+                        "category": rules.template(body.template).category, "queued": queued})
 
 
 @app.route("GET", "/catalog")

@@ -213,3 +213,36 @@ def test_a_wrongly_signed_twilio_callback_is_refused_and_changes_nothing(api, me
     refused = api.http.post(url, data=form, headers={"X-Twilio-Signature": "bm90LWEtc2lnbmF0dXJl"}, timeout=30)
     assert refused.status_code == 401
     assert messages(api, member, kind="notice")[0]["status"] == "delivered"
+
+
+def test_caps_hold_across_two_campaigns_on_one_day(api, member):
+    phone, _ = new_member(api, member, channels=("whatsapp", "sms"))
+    noon = "2027-03-18T12:10:00+08:00"
+    for campaign in ("member-day", "flash-sale"):
+        answer = api.post("/campaigns", {"campaign_id": f"{campaign}-{member}", "template": "member_day_offer",
+                                         "member_ids": [member], "variables": {"offer": "double points"}, "at": noon})
+        assert answer.status_code == 202 and answer.json()["category"] == "marketing"
+    api.post("/_local/drain")
+    offers = [m for m in outbox(api, phone) if m.get("template") == "member_day_offer"
+              or "member day" in (m.get("text") or "")]
+    assert len(offers) == 1                                     # one marketing message a day, across channels
+    campaign = sorted((m for m in messages(api, member, kind="campaign")), key=lambda m: m["status"])
+    assert [m["status"] for m in campaign][-1] == "skipped"
+    assert campaign[-1]["history"][0]["detail"] == "cap_reached"
+    again = api.post("/campaigns", {"campaign_id": f"member-day-{member}", "template": "member_day_offer",
+                                    "member_ids": [member], "variables": {"offer": "double points"}, "at": noon})
+    assert again.status_code == 202
+    api.post("/_local/drain")
+    assert len(messages(api, member, kind="campaign")) == 2      # the same campaign again reaches nobody twice
+    assert api.post("/campaigns", {"campaign_id": "x", "template": "nope", "member_ids": [member]}).status_code == 400
+
+
+def test_marketing_waits_out_the_quiet_hours(api, member):
+    phone, _ = new_member(api, member)
+    late = "2027-03-18T22:30:00+08:00"
+    api.post("/campaigns", {"campaign_id": f"late-{member}", "template": "member_day_offer", "member_ids": [member],
+                            "variables": {"offer": "double points"}, "at": late})
+    api.post("/_local/drain")
+    assert [m["status"] for m in messages(api, member, kind="campaign")] == ["deferred"]
+    api.schedule("ReleaseDeferredFunction", "2027-03-19T12:00:00+08:00")
+    assert len([m for m in outbox(api, phone) if m.get("template") == "member_day_offer"]) == 1

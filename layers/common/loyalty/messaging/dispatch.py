@@ -67,6 +67,14 @@ def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "
     points = sum(lot.remaining for lot in due)
     if points <= 0:
         return Decision("skip", "points_gone")
+    variables = {"points": points, "expiry_date": job["expiry_date"],
+                 "link": rules.messaging.link_base + job["member_id"]}
+    return decide_scheduled(snapshot, now, rules, category, variables)
+
+
+def decide_scheduled(snapshot: MemberSnapshot, now: datetime, rules: "Rules", category: str,
+                     variables: dict) -> Decision:
+    """Consent, caps (marketing) and send windows for a message we initiate."""
     channels = channels_for(snapshot, rules)
     if not channels:
         return Decision("skip", "no_consented_channel")
@@ -83,8 +91,7 @@ def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "
     quiet = (messaging.quiet_hours.start, messaging.quiet_hours.end) if category == "marketing" else None
     windows = [(w.start, w.end) for w in messaging.windows]
     when = next_send_time(now, zone, windows, quiet, use_windows=True)
-    variables = {"name": (profile.name if profile and profile.name else ""), "points": points,
-                 "expiry_date": job["expiry_date"], "link": messaging.link_base + job["member_id"]}
+    variables = {"name": (profile.name if profile and profile.name else ""), **variables}
     if when > now:
         return Decision("defer", "outside_send_window", channels[0], tuple(channels[1:]), when, variables)
     return Decision("send", "ok", channels[0], tuple(channels[1:]), None, variables)

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..domain import stable_id
-from .dispatch import CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder
+from .dispatch import (CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder,
+                       decide_scheduled)
 from .outbox import OutboxRecord
 from .templates import render
 
@@ -48,6 +49,9 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
         return "duplicate"
     if job.get("kind") == "notice":
         decision = decide_notice(snapshot, rules, job.get("variables", {}))
+    elif job.get("kind") == "campaign":
+        decision = decide_scheduled(snapshot, now, rules, template.category,
+                                    {"link": rules.messaging.link_base + job["member_id"], **job.get("variables", {})})
     else:
         decision = decide_reminder(job, snapshot, now, rules, template.category)
     profile = snapshot.profile
@@ -106,3 +110,9 @@ def notice_job(kind_key: str, member_id: str, template: str, variables: dict, at
     """A job for a notice the member triggered; its id comes from what triggered it."""
     return {"job_id": f"notice#{template}#{kind_key}", "kind": "notice", "member_id": member_id,
             "template": template, "variables": variables, "planned_at": at.isoformat()}
+
+
+def campaign_jobs(campaign_id: str, template: str, member_ids: list[str], variables: dict, at: datetime) -> list[dict]:
+    """One job per member; the ids make a re-sent campaign reach nobody twice."""
+    return [{"job_id": f"campaign#{campaign_id}#{member_id}", "kind": "campaign", "member_id": member_id,
+             "template": template, "variables": variables, "planned_at": at.isoformat()} for member_id in member_ids]

@@ -184,3 +184,22 @@ class ResolutionBody(BaseModel):
     points: StrictInt = Field(0, ge=-10**9, le=10**9)
     operator_id: StrictStr = Field(min_length=1, max_length=64)
     note: StrictStr = Field(min_length=1, max_length=1000)
+
+
+class CampaignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign_id: StrictStr = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    template: StrictStr = Field(min_length=1, max_length=64)
+    member_ids: list[StrictStr] = Field(min_length=1, max_length=500)
+    variables: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
+    at: StrictStr | None = None
+
+    _at = field_validator("at")(lambda cls, v: v if v is None else _time(v))
+
+    @field_validator("member_ids")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        bad = [m for m in value if not _member_id.match(m)]
+        if bad:
+            raise ValueError(f"not member ids: {', '.join(bad[:5])}")
+        return list(dict.fromkeys(value))
