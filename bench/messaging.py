@@ -141,3 +141,4 @@ def planning(aws, counter, row, members: int, due: int) -> None:
     row(f"reminder planning, {members} members: jobs", str(result["jobs"]), str(due), result["jobs"] == due)
     row(f"reminder planning, k={due} due: items read", str(counter.items_read), f"≤ 1.05·k = {1.05 * due:.0f}",
         counter.items_read <= 1.05 * due and counter.calls["Scan"] == 0)
+    aws.reset()  # moto's state is per process: leave no jobs or members for the next figures
