@@ -6,13 +6,10 @@ one run.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
-import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

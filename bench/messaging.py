@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from loyalty.domain import Lot, LotWrite, add_months, parse_time, utc_key
+from loyalty.domain import Lot, LotWrite, add_months, parse_time
 from loyalty.records import Change
 from loyalty.web.signatures import sign_order_body
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from loyalty.domain import EntryType, parse_time
+from loyalty.domain import parse_time
 from loyalty.errors import Conflict, Invalid, NotFound
 from loyalty.rules import build_rules
 from loyalty.services.adjustments import adjust_points

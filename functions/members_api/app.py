@@ -9,9 +9,7 @@ from loyalty.errors import Invalid
 from loyalty.records import Consent, Profile
 from loyalty.services import adjustments, disputes, members, queries, redemptions
 from loyalty.web.edge import check_size, raw_body
-from loyalty.web.models import (CHANNELS, AdjustmentBody, CampaignBody, CancelBody, ConsentBody, DisputeBody, ProfileBody,
-                                RedemptionBody, ResolutionBody,
-                                canonical_hash, check_member_id, parse_json, validate)
+from loyalty.web.plain import CHANNELS, canonical_hash, check_member_id, parse_json
 from loyalty.web.responses import json_response as _reply
 from loyalty.web.router import Router, query
 from loyalty.web.views import redemption_view
@@ -24,16 +22,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _body(event, model):
+def _body(event, model: str):
+    """The body parsed into the request model named `model` (pydantic loads on first use)."""
+    from loyalty.web import models
     raw = raw_body(event)
     check_size(raw)
     document = parse_json(raw)
-    return validate(model, document), document
+    return models.validate(getattr(models, model), document), document
 
 
 @app.route("PUT", "/members/{member_id}")
 def put_member(event, member_id: str):
-    body, _ = _body(event, ProfileBody)
+    body, _ = _body(event, "ProfileBody")
     profile = Profile(member_id=check_member_id(member_id), **{**body.model_dump(), "preferred_channels": tuple(body.preferred_channels)})
     return _reply(200, members.update_profile(wiring.ledger_store(), profile))
 
@@ -64,7 +64,7 @@ def _channel(channel: str) -> str:
 
 @app.route("PUT", "/members/{member_id}/consents/{channel}")
 def put_consent(event, member_id: str, channel: str):
-    body, _ = _body(event, ConsentBody)
+    body, _ = _body(event, "ConsentBody")
     consent = Consent(member_id=check_member_id(member_id), channel=_channel(channel), status=body.status,
                       source=body.source, at=parse_time(body.at), proof=body.proof)
     return _reply(200, members.record_consent(wiring.ledger_store(), consent))
@@ -94,7 +94,7 @@ def get_ledger(event, member_id: str):
 
 @app.route("POST", "/members/{member_id}/redemptions")
 def post_redemption(event, member_id: str):
-    body, _ = _body(event, RedemptionBody)
+    body, _ = _body(event, "RedemptionBody")
     redemption, created = redemptions.redeem(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
                                              body.item_id, body.idempotency_key, _now())
     view = redemption_view(redemption, wiring.ledger_store())
@@ -114,7 +114,8 @@ def get_redemptions(event, member_id: str):
 def cancel_redemption(event, member_id: str, redemption_id: str):
     raw = raw_body(event)
     check_size(raw)
-    reason = validate(CancelBody, parse_json(raw)).reason if raw.strip() else "cancelled"
+    from loyalty.web import models
+    reason = models.validate(models.CancelBody, parse_json(raw)).reason if raw.strip() else "cancelled"
     redemption = redemptions.cancel_redemption(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
                                                redemption_id, reason, _now())
     return _reply(200, redemption_view(redemption, wiring.ledger_store()))
@@ -128,7 +129,7 @@ def fulfil_redemption(event, member_id: str, redemption_id: str):
 
 @app.route("POST", "/members/{member_id}/adjustments")
 def post_adjustment(event, member_id: str):
-    body, document = _body(event, AdjustmentBody)
+    body, document = _body(event, "AdjustmentBody")
     result, created = adjustments.adjust_points(
         wiring.ledger_store(), wiring.rules(), check_member_id(member_id), body.points, body.reason, body.operator_id,
         body.idempotency_key, canonical_hash(document), _now(),
@@ -138,7 +139,7 @@ def post_adjustment(event, member_id: str):
 
 @app.route("POST", "/members/{member_id}/disputes")
 def post_dispute(event, member_id: str):
-    body, _ = _body(event, DisputeBody)
+    body, _ = _body(event, "DisputeBody")
     dispute, created = disputes.open_dispute(wiring.ledger_store(), check_member_id(member_id), body.entry_id,
                                              body.reason, body.idempotency_key, _now())
     return _reply(201 if created else 200, disputes.dispute_view(dispute))
@@ -152,7 +153,7 @@ def get_disputes(event, member_id: str):
 
 @app.route("POST", "/members/{member_id}/disputes/{dispute_id}/resolve")
 def resolve_dispute(event, member_id: str, dispute_id: str):
-    body, _ = _body(event, ResolutionBody)
+    body, _ = _body(event, "ResolutionBody")
     dispute = disputes.resolve_dispute(wiring.ledger_store(), wiring.rules(), check_member_id(member_id), dispute_id,
                                        body.outcome, body.points, body.operator_id, body.note, _now())
     return _reply(200, disputes.dispute_view(dispute))
@@ -181,7 +182,7 @@ def get_messages(event, member_id: str):
 def post_campaign(event):
     """An operator's one-off campaign: one job per member; consent, caps and windows apply."""
     from loyalty.messaging.dispatcher import campaign_jobs
-    body, _ = _body(event, CampaignBody)
+    body, _ = _body(event, "CampaignBody")
     rules = wiring.rules()
     if body.template not in rules.templates:
         raise Invalid([{"field": "template", "problem": f"no template {body.template!r}"}])

@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import json
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -19,7 +18,6 @@ from loyalty.channels.wechat import (MemoryTokenStore, WeChatClient, WeChatConfi
 from loyalty.channels.whatsapp import WhatsAppClient, WhatsAppConfig, classify_whatsapp_error, whatsapp_body
 from loyalty.rules import SmsRules
 
-
 # --- fakes ---------------------------------------------------------------------------------
 
 class Clock:
@@ -32,7 +30,6 @@ class Clock:
     def advance(self, seconds: float) -> None:
         self.at += seconds
 
-
 def response(status: int, body=None, headers=None) -> requests.Response:
     r = requests.Response()
     r.status_code = status
@@ -40,7 +37,6 @@ def response(status: int, body=None, headers=None) -> requests.Response:
     r._content = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     r.headers.update(headers or {})
     return r
-
 
 class FakeSession:
     """requests.Session's `request`, answered by `handler(method, url, kwargs)`."""
@@ -56,11 +52,9 @@ class FakeSession:
             raise answer
         return answer
 
-
 def answers(*items):
     queue = list(items)
     return FakeSession(lambda *_: queue.pop(0))
-
 
 # --- classification tables -----------------------------------------------------------------
 
@@ -76,12 +70,10 @@ def answers(*items):
 def test_whatsapp_codes_map_to_outcomes(status, code, outcome):
     assert classify_whatsapp_error(status, code).outcome == outcome
 
-
 def test_whatsapp_slow_down_codes_suggest_a_longer_wait():
     assert classify_whatsapp_error(400, 131048).retry_after_s >= 3600
     assert classify_whatsapp_error(400, 131049).retry_after_s >= 3600
     assert classify_whatsapp_error(400, 131056).retry_after_s == 6
-
 
 @pytest.mark.parametrize("status, errcode, outcome", [
     (200, -1, "transient"), (200, 45009, "transient"), (200, 45011, "transient"),
@@ -93,13 +85,11 @@ def test_whatsapp_slow_down_codes_suggest_a_longer_wait():
 def test_wechat_errcodes_map_to_outcomes(status, errcode, outcome):
     assert classify_wechat_error(status, errcode).outcome == outcome
 
-
 def test_wechat_daily_quota_waits_until_the_next_beijing_day():
     # 2023-11-14 22:13:20 UTC is 06:13:20 on the 15th in Beijing: wait until 00:05 on the 16th
     now = 1_700_000_000.0
     wait = classify_wechat_error(200, 45009, now=now).retry_after_s
     assert wait == seconds_to_next_day(now) == pytest.approx(17 * 3600 + 51 * 60 + 40)
-
 
 @pytest.mark.parametrize("status, code, outcome", [
     (500, None, "transient"), (429, 20429, "transient"), (400, 21611, "transient"),
@@ -111,7 +101,6 @@ def test_wechat_daily_quota_waits_until_the_next_beijing_day():
 def test_twilio_codes_map_to_outcomes(status, code, outcome):
     assert classify_twilio_error(status, code).outcome == outcome
 
-
 @pytest.mark.parametrize("status, code, outcome", [
     (200, "isv.BUSINESS_LIMIT_CONTROL", "transient"), (400, "Throttling.User", "transient"),
     (503, "ServiceUnavailable", "transient"), (200, "isv.MOBILE_NUMBER_ILLEGAL", "undeliverable"),
@@ -122,24 +111,20 @@ def test_twilio_codes_map_to_outcomes(status, code, outcome):
 def test_aliyun_codes_map_to_outcomes(status, code, outcome):
     assert classify_aliyun_error(status, code).outcome == outcome
 
-
 @pytest.mark.parametrize("status, outcome", [(500, "transient"), (503, "transient"), (429, "transient"),
                                              (401, "config"), (403, "config"), (400, "permanent"),
                                              (404, "permanent")])
 def test_unknown_codes_fall_back_to_the_http_status(status, outcome):
     assert classify_http_status(status).outcome == outcome
 
-
 def test_every_table_entry_is_a_known_outcome():
     from loyalty.channels import aliyun, twilio, wechat, whatsapp
     for table in (whatsapp.WHATSAPP_ERRORS, wechat.WECHAT_ERRORS, twilio.TWILIO_ERRORS, aliyun.ALIYUN_ERRORS):
         assert {c.outcome for c in table.values()} <= set(OUTCOMES)
 
-
 def test_an_unknown_outcome_is_refused():
     with pytest.raises(ValueError):
         ProviderError("maybe", "x")
-
 
 # --- payload shapes ------------------------------------------------------------------------
 
@@ -153,23 +138,19 @@ def test_whatsapp_template_body_has_body_and_url_button_parameters():
             {"type": "body", "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "1,250"}]},
             {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "r/abc"}]}]}}
 
-
 def test_whatsapp_template_without_button_has_only_the_body_component():
     payload = {"type": "template", "name": "t", "language": "en", "body_params": ["a"], "button_params": None}
     assert [c["type"] for c in whatsapp_body("+1555", payload, "m")["template"]["components"]] == ["body"]
-
 
 def test_whatsapp_text_body():
     body = whatsapp_body("+44 7700 900123", {"type": "text", "body": "hi", "preview_url": True}, "m-2")
     assert body["to"] == "447700900123"
     assert body["type"] == "text" and body["text"] == {"preview_url": True, "body": "hi"}
 
-
 def test_an_unknown_payload_type_is_a_config_error():
     with pytest.raises(ProviderError) as raised:
         whatsapp_body("+1", {"type": "video"}, "m")
     assert raised.value.outcome == "config"
-
 
 def test_wechat_values_are_cut_to_twenty_characters():
     data = {"thing1": "一二三四五六七八九十一二三四五六七八九十多出来", "time2": "2024年5月1日", "number3": 1250,
@@ -178,13 +159,11 @@ def test_wechat_values_are_cut_to_twenty_characters():
                                      "time2": {"value": "2024年5月1日"}, "number3": {"value": "1250"},
                                      "thing4": {"value": ""}}
 
-
 def test_subscription_fields_of_short_types_are_cut_shorter():
     path, body = wechat_request("OPENID", {"type": "subscription", "template_id": "S", "page": None,
                                            "data": {"phrase1": "即将到期提醒", "thing2": "x" * 25, "number3": "1250"}})
     assert body["data"] == {"phrase1": {"value": "即将到期提"}, "thing2": {"value": "x" * 20},
                             "number3": {"value": "1250"}}
-
 
 def test_wechat_request_paths_and_bodies():
     path, body = wechat_request("OPENID", {"type": "template", "template_id": "TID", "data": {"thing1": "x" * 30},
@@ -198,10 +177,8 @@ def test_wechat_request_paths_and_bodies():
     assert path == "/cgi-bin/message/custom/send"
     assert body == {"touser": "OPENID", "msgtype": "text", "text": {"content": "你好"}}
 
-
 TWILIO = TwilioConfig(account_sid="AC1", auth_token="tok", sender="+15005550006",
                       public_base_url="https://loyalty.example.com/")
-
 
 def test_twilio_form_with_a_number_and_with_a_messaging_service():
     form = twilio_form(TWILIO, "+15551234567", {"text": "hi"}, "m-1")
@@ -210,7 +187,6 @@ def test_twilio_form_with_a_number_and_with_a_messaging_service():
     service = TwilioConfig(account_sid="AC1", auth_token="tok", sender="MG123", public_base_url=None)
     form = twilio_form(service, "+15551234567", {"text": "hi"}, "m-1")
     assert form["MessagingServiceSid"] == "MG123" and "From" not in form and "StatusCallback" not in form
-
 
 # --- Aliyun signature --------------------------------------------------------------------
 
@@ -225,7 +201,6 @@ def test_aliyun_signature_matches_the_rpc_documentation_example():
         "%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26")
     assert sign(params, "testsecret", "GET") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
-
 def test_aliyun_signature_matches_the_sms_documentation_example():
     # Dysmsapi's own example (SendSms, AccessKey testId / testSecret, a Chinese SignName)
     params = {"AccessKeyId": "testId", "Action": "SendSms", "Format": "XML", "OutId": "123",
@@ -235,15 +210,12 @@ def test_aliyun_signature_matches_the_sms_documentation_example():
               "Timestamp": "2017-07-12T02:42:19Z", "Version": "2017-05-25"}
     assert sign(params, "testSecret", "GET") == "zJDF+Lrzhj/ThnlvIToysFRq6t4="
 
-
 def test_percent_encoding_follows_pop_rules():
     assert percent_encode("a b*~-_.") == "a%20b%2A~-_."
     assert percent_encode("/=&+:") == "%2F%3D%26%2B%3A"
     assert percent_encode("会") == "%E4%BC%9A"
 
-
 ALIYUN = AliyunConfig(access_key_id="LTAIx", access_key_secret="s3cret", sign_name="会员中心")
-
 
 def test_send_sms_params_are_complete_and_signed_over_post():
     payload = {"template_code": "SMS_1", "params": {"name": "安娜", "points": 1250}, "text": "..."}
@@ -260,11 +232,9 @@ def test_send_sms_params_are_complete_and_signed_over_post():
                                          hashlib.sha1).digest()).decode()
     assert signature == expected
 
-
 def _rfc3986(value: str) -> str:
     unreserved = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
     return "".join(chr(b) if chr(b) in unreserved else f"%{b:02X}" for b in value.encode("utf-8"))
-
 
 @pytest.mark.parametrize("phone, expected", [("+8613800000000", "13800000000"), ("13800000000", "13800000000"),
                                              ("+85291234567", "85291234567"), ("+86 138-0000-0000", "13800000000"),
@@ -272,17 +242,14 @@ def _rfc3986(value: str) -> str:
 def test_aliyun_phone_numbers_are_domestic_for_mainland_mobiles(phone, expected):
     assert aliyun_phone(phone) == expected
 
-
 def test_aliyun_send_needs_a_template_code():
     with pytest.raises(ProviderError) as raised:
         send_sms_params(ALIYUN, "+8613800000000", {"text": "hi"}, "m", timestamp=0, nonce="n")
     assert raised.value.outcome == "config"
 
-
 # --- SMS composition ------------------------------------------------------------------------
 
 RULES = SmsRules(brand="会员中心", max_segments=2)
-
 
 def test_twilio_text_carries_the_signature_and_the_marketing_opt_out_line():
     sms = SmsComposer(RULES).compose("您有100积分将到期", provider="twilio", phone="+85291234567", locale="zh-HK",
@@ -290,25 +257,21 @@ def test_twilio_text_carries_the_signature_and_the_marketing_opt_out_line():
     assert sms.text == sms.shown == "【会员中心】您有100积分将到期回T退訂"
     assert sms.segments == 1
 
-
 def test_aliyun_text_leaves_the_signature_to_aliyun_but_counts_it():
     sms = SmsComposer(RULES).compose("您有100积分将到期", provider="aliyun", phone="+8613800000000", locale="zh-CN",
                                      marketing=True)
     assert sms.text == "您有100积分将到期拒收请回复R"
     assert sms.shown == "【会员中心】您有100积分将到期拒收请回复R"
 
-
 def test_utility_messages_get_no_opt_out_line_and_no_double_signature():
     sms = SmsComposer(RULES).compose("【会员中心】积分已到账", provider="twilio", phone="+8613800000000", locale="zh-CN",
                                      marketing=False)
     assert sms.text == "【会员中心】积分已到账"
 
-
 def test_english_marketing_gets_the_english_opt_out_line():
     sms = SmsComposer(RULES).compose("Your points expire soon.", provider="twilio", phone="+447700900123",
                                      locale="en", marketing=True)
     assert sms.text.endswith("Your points expire soon. Reply STOP to opt out")
-
 
 def test_domestic_counting_includes_the_signature():
     composer = SmsComposer(RULES)
@@ -318,13 +281,11 @@ def test_domestic_counting_includes_the_signature():
     assert composer.compose(body + "分", provider="aliyun", phone="+8613800000000", locale="zh-CN",
                             marketing=False).segments == 2
 
-
 def test_a_message_above_the_segment_cap_is_refused():
     with pytest.raises(ProviderError) as raised:
         SmsComposer(RULES).compose("积" * 200, provider="aliyun", phone="+8613800000000", locale="zh-CN",
                                    marketing=False)
     assert (raised.value.outcome, raised.value.code) == ("config", "too_many_segments")
-
 
 class RecordingSms:
     def __init__(self, provider):
@@ -334,7 +295,6 @@ class RecordingSms:
     def send(self, to, payload, message_id):
         self.sent.append((to, payload, message_id))
         return SendResult(self.provider, "id", "queued")
-
 
 def test_sms_sender_routes_by_country_prefix_and_composes():
     twilio, aliyun = RecordingSms("twilio"), RecordingSms("aliyun")
@@ -346,7 +306,6 @@ def test_sms_sender_routes_by_country_prefix_and_composes():
     assert aliyun.sent[0][1]["text"] == "积分到账"
     assert twilio.sent[0][1] == {"text": "【会员中心】Points added"}
 
-
 # --- rate limits ------------------------------------------------------------------------------
 
 def test_token_bucket_refills_at_its_rate_and_never_sleeps():
@@ -357,7 +316,6 @@ def test_token_bucket_refills_at_its_rate_and_never_sleeps():
     assert bucket.wait("n2") == 0            # per sender
     clock.advance(0.5)
     assert sum(bucket.wait("n1") == 0 for _ in range(100)) == 40
-
 
 def test_whatsapp_client_over_its_rate_raises_transient_with_a_wait():
     clock = Clock()
@@ -374,7 +332,6 @@ def test_whatsapp_client_over_its_rate_raises_transient_with_a_wait():
     assert raised.value.retry_after_s == pytest.approx(0.5)
     assert len(session.calls) == 2
 
-
 # --- clients over a fake session ---------------------------------------------------------
 
 def test_whatsapp_client_posts_with_bearer_and_returns_the_wamid():
@@ -387,7 +344,6 @@ def test_whatsapp_client_posts_with_bearer_and_returns_the_wamid():
     method, url, kwargs = session.calls[0]
     assert (method, url) == ("POST", "https://g.test/v21.0/123/messages")
     assert kwargs["headers"]["Authorization"] == "Bearer tok" and kwargs["timeout"] == (3.0, 8.0)
-
 
 @pytest.mark.parametrize("answer, outcome, code", [
     (response(400, {"error": {"code": 131047, "message": "Re-engagement message"}}), "window_closed", "131047"),
@@ -405,14 +361,12 @@ def test_whatsapp_client_errors(answer, outcome, code):
     if code == "130429":
         assert raised.value.retry_after_s == 12
 
-
 def test_network_errors_do_not_carry_the_request_url():
     secret_url_error = requests.ConnectionError("Max retries exceeded with url: /send?access_token=SECRET")
     client = TwilioClient(TWILIO, session=answers(secret_url_error))
     with pytest.raises(ProviderError) as raised:
         client.send("+15551234567", {"text": "hi"}, "m")
     assert "SECRET" not in str(raised.value) and raised.value.__cause__ is None and raised.value.__suppress_context__
-
 
 def test_twilio_client_uses_basic_auth_and_classifies_21610():
     session = answers(response(201, {"sid": "SM1", "status": "queued"}),
@@ -424,7 +378,6 @@ def test_twilio_client_uses_basic_auth_and_classifies_21610():
     with pytest.raises(ProviderError) as raised:
         client.send("+15551234567", {"text": "hi"}, "m-2")
     assert (raised.value.outcome, raised.value.code) == ("opted_out", "21610")
-
 
 def test_aliyun_client_returns_the_biz_id_and_classifies_codes():
     session = answers(response(200, {"Code": "OK", "BizId": "B1", "RequestId": "R"}),
@@ -439,7 +392,6 @@ def test_aliyun_client_returns_the_biz_id_and_classifies_codes():
         client.send("+8613800000000", payload, "m-2")
     assert (raised.value.outcome, raised.value.code) == ("transient", "isv.BUSINESS_LIMIT_CONTROL")
 
-
 # --- the WeChat token ------------------------------------------------------------------------
 
 class Fetcher:
@@ -451,7 +403,6 @@ class Fetcher:
         self.count += 1
         return f"token-{self.count}", self.expires_in
 
-
 def test_one_fetch_serves_a_hundred_sends():
     clock, fetch = Clock(), Fetcher()
     cache = WeChatTokenCache("wx1", MemoryTokenStore(), fetch, clock)
@@ -460,7 +411,6 @@ def test_one_fetch_serves_a_hundred_sends():
         tokens.add(cache.token())
         clock.advance(60)    # 100 minutes: still more than 300 s before expiry
     assert fetch.count == 1 and tokens == {"token-1"}
-
 
 def test_the_token_is_refreshed_within_the_margin_before_expiry():
     clock, fetch = Clock(), Fetcher()
@@ -471,7 +421,6 @@ def test_the_token_is_refreshed_within_the_margin_before_expiry():
     clock.advance(2)
     assert cache.token() == "token-2" and fetch.count == 2
 
-
 def test_a_rejected_token_is_refreshed_once():
     clock, fetch, store = Clock(), Fetcher(), MemoryTokenStore()
     cache = WeChatTokenCache("wx1", store, fetch, clock)
@@ -481,7 +430,6 @@ def test_a_rejected_token_is_refreshed_once():
     assert cache.token() == "token-2" and fetch.count == 2
     assert store.get("wx1")[0] == "token-2"
 
-
 def test_two_caches_sharing_one_store_fetch_once():
     clock, fetch, store = Clock(), Fetcher(), MemoryTokenStore()
     a = WeChatTokenCache("wx1", store, fetch, clock)
@@ -490,7 +438,6 @@ def test_two_caches_sharing_one_store_fetch_once():
     for _ in range(50):
         a.token(), b.token()
     assert fetch.count == 1
-
 
 def test_a_token_rejected_in_one_container_is_replaced_for_the_others_without_another_fetch():
     clock, fetch, store = Clock(), Fetcher(), MemoryTokenStore()
@@ -504,7 +451,6 @@ def test_a_token_rejected_in_one_container_is_replaced_for_the_others_without_an
     b.invalidate(old)             # b sees the same rejection a moment later
     assert b.token() == "token-2" and fetch.count == 2
 
-
 def test_while_another_container_refreshes_the_old_token_is_used():
     clock, store = Clock(), MemoryTokenStore()
     store.put_if_newer("wx1", "old", clock() + 200, None)          # inside the refresh margin, still valid
@@ -515,7 +461,6 @@ def test_while_another_container_refreshes_the_old_token_is_used():
     clock.advance(31)                                               # the other refresher's lease ran out
     assert cache.token() == "token-1" and fetch.count == 1
 
-
 def test_with_no_usable_token_and_a_refresh_under_way_the_send_is_retried_later():
     clock, store = Clock(), MemoryTokenStore()
     store.put_if_newer("wx1#refresh", "someone-else", clock() + 30, None)
@@ -524,7 +469,6 @@ def test_with_no_usable_token_and_a_refresh_under_way_the_send_is_retried_later(
         cache.token()
     assert raised.value.outcome == "transient" and raised.value.retry_after_s
 
-
 def test_the_newest_fetched_token_wins_the_shared_copy():
     clock, store = Clock(), MemoryTokenStore()
     store.put_if_newer("wx1", "older", clock() + 7000, None)
@@ -532,7 +476,6 @@ def test_the_newest_fetched_token_wins_the_shared_copy():
     assert not store.put_if_newer("wx1", "late", clock() + 6000, "older")
     assert store.put_if_newer("wx1", "newer", clock() + 7100, "older")
     assert store.get("wx1") == ("newer", clock() + 7100)
-
 
 def test_concurrent_refreshers_near_expiry_fetch_once():
     import threading
@@ -551,9 +494,7 @@ def test_concurrent_refreshers_near_expiry_fetch_once():
         t.join()
     assert fetch.count == 1 and set(got) <= {"old", "token-1"} and len(got) == 20
 
-
 WECHAT = WeChatConfig(app_id="wx1", app_secret="sec", base_url="https://wx.test")
-
 
 def wechat_session(send_answers, token_counter):
     queue = list(send_answers)
@@ -564,7 +505,6 @@ def wechat_session(send_answers, token_counter):
             return response(200, {"access_token": f"T{len(token_counter)}", "expires_in": 7200})
         return queue.pop(0)
     return FakeSession(handler)
-
 
 def test_wechat_client_refreshes_on_40001_and_retries_once():
     fetched = []
@@ -580,7 +520,6 @@ def test_wechat_client_refreshes_on_40001_and_retries_once():
     assert json.loads(sends[0][2]["data"].decode()) == {"touser": "OPENID", "template_id": "TID",
                                                         "data": {"thing1": {"value": "x"}}, "client_msg_id": "m-1"}
 
-
 def test_wechat_client_gives_up_after_one_refresh():
     fetched = []
     bad = response(200, {"errcode": 40001, "errmsg": "invalid credential"})
@@ -589,7 +528,6 @@ def test_wechat_client_gives_up_after_one_refresh():
         client.send("OPENID", {"type": "text", "content": "hi"}, "m")
     assert raised.value.outcome == "transient" and len(fetched) == 2
 
-
 def test_wechat_token_fetch_with_a_bad_secret_is_a_config_error():
     session = answers(response(200, {"errcode": 40125, "errmsg": "invalid appsecret"}))
     client = WeChatClient(WECHAT, MemoryTokenStore(), session=session, now=Clock())
@@ -597,13 +535,11 @@ def test_wechat_token_fetch_with_a_bad_secret_is_a_config_error():
         client.send("OPENID", {"type": "text", "content": "hi"}, "m")
     assert (raised.value.outcome, raised.value.code) == ("config", "40125")
 
-
 def test_configs_do_not_print_their_secrets():
     assert "tok" not in repr(WhatsAppConfig(phone_number_id="1", access_token="tok"))
     assert "zz-secret" not in repr(WeChatConfig(app_id="wx1", app_secret="zz-secret"))
     assert "tok" not in repr(TWILIO)
     assert "s3cret" not in repr(ALIYUN)
-
 
 def test_configs_from_the_environment():
     env = {"WHATSAPP_PHONE_NUMBER_ID": "100", "WECHAT_APP_ID": "wx", "TWILIO_ACCOUNT_SID": "AC", "TWILIO_SENDER": "MG1",

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .domain import LedgerEntry, LotWrite
+
+if TYPE_CHECKING:
+    from .domain import Account
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Change:
 class OrderContext:
     """What one read returns for an order event."""
 
-    account: "Account"  # noqa: F821 - without lots
+    account: "Account"  # without lots
     idempotency: IdempotencyRecord | None
     order: OrderState | None
 

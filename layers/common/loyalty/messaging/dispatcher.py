@@ -14,7 +14,6 @@ from ..domain import stable_id
 from .dispatch import (CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder,
                        decide_scheduled)
 from .outbox import OutboxRecord
-from .templates import render
 
 if TYPE_CHECKING:
     from ..rules import Rules
@@ -75,6 +74,7 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
             return "skipped:" + decision.reason if store.create_message(skipped) else "duplicate"
         store.record_status(message_id, "skipped", now, decision.reason)
         return "skipped:" + decision.reason
+    from .templates import render  # pydantic-backed: loaded on the first job, not at import
     payloads = {}
     for channel in channels:
         variables = {**decision.variables, "link_token": job["member_id"]}

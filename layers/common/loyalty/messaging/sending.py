@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Callable
 
 from ..records import Consent
 from .outbox import OutboxRecord
-from .templates import render
 
 if TYPE_CHECKING:
     from ..channels.providers import ProviderError, SendResult
@@ -55,6 +54,7 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
         except ProviderError as error:
             if error.outcome != "window_closed" or payload.get("type") != "text":
                 raise
+            from .templates import render
             template = rules.template(record.template)
             payload = render(template, channel, record.locale, record.variables, message_id=message_id)
             result = send(record, channel, payload)

@@ -1,0 +1,30 @@
+"""The one SQS handler behind send_whatsapp, send_wechat and send_sms."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .. import wiring
+from ..messaging.sending import RetryLater, send_message
+from .sqs import process_batch
+
+
+def sender_handler(channel: str, logger):
+    """A Lambda handler sending the `channel` queue's messages, reporting partial failures."""
+
+    def send(body: dict, record: dict) -> None:
+        try:
+            outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
+                                   ledger=wiring.ledger_store(), queues=wiring.queues(),
+                                   send=wiring.channel_sender(channel), rules=wiring.rules(),
+                                   now=datetime.now(timezone.utc))
+        except RetryLater as retry:
+            # Backoff through the queue itself: the message comes back after the delay.
+            wiring.queues().change_visibility(record["receiptHandle"], retry.delay_s, channel)
+            raise
+        logger.info("message handled", extra={"message_id": body["message_id"], "outcome": outcome})
+
+    @logger.inject_lambda_context
+    def handler(event, context):
+        return process_batch(event, send, logger)
+
+    return handler
