@@ -1,7 +1,9 @@
 """SQS (wechat queue): send each outbox message through the provider, record the result."""
+from datetime import datetime, timezone
+
 from aws_lambda_powertools import Logger
 
 from loyalty.web.senders import sender_handler
 
 logger = Logger()
-handler = sender_handler("wechat", logger)
+handler = sender_handler("wechat", logger, clock=lambda: datetime.now(timezone.utc))

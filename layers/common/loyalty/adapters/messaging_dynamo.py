@@ -23,17 +23,9 @@ from ..errors import Transient
 from ..messaging.dispatch import CapCounters, MemberSnapshot
 from ..messaging.outbox import RANK, OutboxRecord
 from ..records import Consent, Profile
-from .dynamo import _lot, member_pk
+from .dynamo import _lot, _n, _s, member_pk
 
 MEMBER_MESSAGES = "MemberMessages"
-
-
-def _s(value: str) -> dict:
-    return {"S": value}
-
-
-def _n(value: int) -> dict:
-    return {"N": str(value)}
 
 
 def slot_of(moment: datetime) -> str:

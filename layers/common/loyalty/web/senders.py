@@ -1,22 +1,24 @@
 """The one SQS handler behind send_whatsapp, send_wechat and send_sms."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Callable
 
 from .. import wiring
 from ..messaging.sending import RetryLater, send_message
 from .sqs import process_batch
 
 
-def sender_handler(channel: str, logger):
-    """A Lambda handler sending the `channel` queue's messages, reporting partial failures."""
+def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
+    """A Lambda handler sending the `channel` queue's messages, reporting partial failures.
+    `clock` is the function's wall clock (the time a send is recorded at)."""
 
     def send(body: dict, record: dict) -> None:
         try:
             outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
                                    ledger=wiring.ledger_store(), queues=wiring.queues(),
                                    send=wiring.channel_sender(channel), rules=wiring.rules(),
-                                   now=datetime.now(timezone.utc))
+                                   now=clock())
         except RetryLater as retry:
             # Backoff through the queue itself: the message comes back after the delay.
             wiring.queues().change_visibility(record["receiptHandle"], retry.delay_s, channel)
