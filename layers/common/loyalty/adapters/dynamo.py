@@ -21,17 +21,15 @@ import json
 from datetime import date, datetime
 from typing import Any, Iterator
 
-import boto3
 from botocore.exceptions import ClientError
 
 from ..domain import Account, EntryType, LedgerEntry, Lot, parse_time, stable_id, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid, Transient
 from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
+from .table import TRANSIENT_CODES, DynamoTable
 
 EXPIRY_INDEX = "ExpiryIndex"
-_TRANSIENT = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-              "InternalServerError", "ServiceUnavailable", "TransactionInProgressException"}
 
 
 def _s(value: str) -> dict:
@@ -50,19 +48,12 @@ def lot_sk(lot: Lot) -> str:
     return f"LOT#{utc_key(lot.expires_at)}#{lot.lot_id}"
 
 
-class DynamoLedgerStore:
+class DynamoLedgerStore(DynamoTable):
     """Implements `loyalty.ports.LedgerStore` over one table (see the module docstring)."""
 
     def __init__(self, table_name: str, shards: int, client: Any | None = None):
-        self.table = table_name
+        super().__init__(table_name, client)
         self.shards = shards
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     # --- reads ---------------------------------------------------------------------
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -256,7 +247,7 @@ class DynamoLedgerStore:
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 _raise_for(reasons, kinds, change, exc)
-            if code in _TRANSIENT:
+            if code in TRANSIENT_CODES:
                 raise Transient(code) from exc
             raise
 
@@ -349,14 +340,6 @@ class DynamoLedgerStore:
                            "ExpressionAttributeValues": values}}
 
     # --- plumbing ------------------------------------------------------------------
-    def _call(self, operation: str, **kwargs) -> dict:
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in _TRANSIENT:
-                raise Transient(exc.response["Error"]["Code"]) from exc
-            raise
-
     def _query(self, **kwargs) -> Iterator[dict]:
         kwargs["TableName"] = self.table
         while True:

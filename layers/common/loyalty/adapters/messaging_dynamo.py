@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from ..domain import parse_time, utc_key
-from ..errors import Transient
 from ..messaging.dispatch import CapCounters, MemberSnapshot
 from ..messaging.outbox import RANK, OutboxRecord
 from ..records import Consent, Profile
 from .dynamo import _lot, _n, _s, member_pk
+from .table import DynamoTable
 
 MEMBER_MESSAGES = "MemberMessages"
 
@@ -34,25 +32,8 @@ def slot_of(moment: datetime) -> str:
     return utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M")
 
 
-class DynamoMessagingStore:
-    def __init__(self, table_name: str, client: Any | None = None):
-        self.table = table_name
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
-
-    def _call(self, operation: str, **kwargs) -> dict:
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("ThrottlingException", "ProvisionedThroughputExceededException",
-                                                 "InternalServerError", "RequestLimitExceeded"):
-                raise Transient(exc.response["Error"]["Code"]) from exc
-            raise
+class DynamoMessagingStore(DynamoTable):
+    """The outbox, caps, deferred jobs and stored pushes (see the module docstring)."""
 
     # --- the member, in one read ----------------------------------------------------
     def member_snapshot(self, member_id: str) -> MemberSnapshot:

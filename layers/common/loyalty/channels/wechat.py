@@ -22,10 +22,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import requests
 
+from ..adapters.table import DynamoTable
 from ..errors import Misconfigured, Transient
 from .providers import TIMEOUT, Classification, HttpClient, ProviderError, RateLimiter, SendResult, json_body, lookup
 
@@ -148,20 +149,9 @@ class MemoryTokenStore:
             return True
 
 
-class DynamoTokenStore:
+class DynamoTokenStore(DynamoTable):
     """The TokenStore in the loyalty table: PK=TOKEN#wechat#<appid>, SK=TOKEN, with the
     token, its expiry (epoch seconds) and a `ttl` a day later so stale items go away."""
-
-    def __init__(self, table_name: str, client: Any | None = None):
-        self.table = table_name
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            import boto3
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     @staticmethod
     def key(appid: str) -> dict:
