@@ -244,7 +244,11 @@ class Pollers:
         keyed by the queues' logical ids in template.yaml."""
         dead_letter_ids = {queue.logical_id for queue in self.model.dead_letter_queues()}
         summary: dict[str, dict] = {"queues": {}, "dead_letter": {}}
-        for queue in self.model.queues.values():
+        # Dead-letter queues last: SQS moves a message there inside a ReceiveMessage,
+        # which no batch marks as activity. Counted in this order, a message that moves
+        # while we count is seen in one place or the other, never in neither.
+        ordered = sorted(self.model.queues.values(), key=lambda queue: queue.logical_id in dead_letter_ids)
+        for queue in ordered:
             attributes = self._sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed"])["Attributes"]

@@ -163,3 +163,26 @@ def test_the_shell_sets_log_verbosity_but_not_the_templates_other_variables(monk
     assert environment["POWERTOOLS_LOG_LEVEL"] == "WARNING"
     assert environment["TABLE_NAME"] == "loyalty-local-LoyaltyTable"
     assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+
+
+def test_drain_counts_dead_letter_queues_after_the_queues_that_feed_them():
+    """SQS moves a message to its DLQ inside a ReceiveMessage, which no batch marks as
+    activity: counting the DLQ first could miss a message that moves meanwhile (seen in
+    neither), and drain would report an empty DLQ too early."""
+    from infra.local.pollers import Pollers
+
+    model = load_template(TEMPLATE)
+    pollers = Pollers(model, runtime=None, endpoint_url="http://127.0.0.1:9")
+    read: list[str] = []
+
+    class Sqs:
+        def get_queue_attributes(self, QueueUrl, AttributeNames):
+            read.append(QueueUrl)
+            return {"Attributes": {name: "0" for name in AttributeNames}}
+
+    pollers._sqs = Sqs()
+    summary = pollers.queue_counts()
+    dead_letter = {queue.url for queue in model.dead_letter_queues()}
+    assert dead_letter and set(summary["dead_letter"]) == {q.logical_id for q in model.dead_letter_queues()}
+    first_dead_letter = min(i for i, url in enumerate(read) if url in dead_letter)
+    assert all(url in dead_letter for url in read[first_dead_letter:])
