@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from ..domain import parse_time, utc_key
 from ..messaging.dispatch import CapCounters, MemberSnapshot
-from ..messaging.outbox import RANK, OutboxRecord
+from ..messaging.outbox import RANK, ClaimRefused, OutboxRecord
 from ..records import Consent, Profile
 from .dynamo import _lot, _n, _s, member_pk
 from .table import DynamoTable
@@ -97,9 +97,10 @@ class DynamoMessagingStore(DynamoTable):
                           Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")}).get("Item")
         return _record(item) if item else None
 
-    def claim(self, message_id: str, channel: str, now: datetime, lease_s: int = 120) -> OutboxRecord | None:
+    def claim(self, message_id: str, channel: str, now: datetime, lease_s: int = 120) -> OutboxRecord | ClaimRefused:
         """Take the message for sending on `channel`: queued, or a sending lease that ran
-        out (a sender that died). None when it was sent, moved on, or is being sent."""
+        out (a sender that died). Otherwise what the record showed (sent, moved to another
+        channel, being sent until `lease_until`), from the same call."""
         try:
             item = self._call(
                 "update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
@@ -110,10 +111,14 @@ class DynamoMessagingStore(DynamoTable):
                                            ":r": _n(RANK["sending"]), ":one": _n(1),
                                            ":lease": _s(utc_key(now + timedelta(seconds=lease_s))),
                                            ":now": _s(utc_key(now))},
-                ReturnValues="ALL_NEW")["Attributes"]
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
+                old = exc.response.get("Item") or {}
+                lease = old.get("lease_until", {}).get("S")
+                return ClaimRefused(status=old.get("status", {}).get("S", "missing"),
+                                    channel=old.get("channel", {}).get("S"),
+                                    lease_until=parse_time(lease) if lease else None)
             raise
         return _record(item)
 

@@ -2,7 +2,8 @@
 
 Two DynamoDB calls on the way through: one Query for the member (caps, consents, lots,
 profile) and one write for the outbox record (with the caps, for marketing). The record's
-id comes from the job's id, so a job delivered twice is sent once.
+id comes from the job's id, so a job delivered twice is sent once; a job delivered again
+after its record was written but before it was routed is routed then (never lost).
 """
 from __future__ import annotations
 
@@ -84,7 +85,11 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
         deferred = replace(record, status="deferred", not_before=decision.not_before,
                            history=(("deferred", now.isoformat(), f"until {decision.not_before.isoformat()}"),))
         if existing is None and not store.create_message(deferred):
-            return "duplicate"
+            # A redelivered job: its first run may have stopped before the release was
+            # queued, so queue it again (the release path acts on a deferred record once).
+            current = store.message(message_id)
+            if current is None or current.status != "deferred":
+                return "duplicate"
         released = {**job, "released": True, "not_before": decision.not_before.isoformat()}
         wait = (decision.not_before - now).total_seconds()
         if wait <= MAX_QUEUE_DELAY_S:
@@ -101,9 +106,20 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
                      history=earlier + (("queued", now.isoformat(), ""),))
     ok = store.requeue_deferred(queued, caps) if existing is not None else store.create_message(queued, caps)
     if not ok:
-        return "duplicate"
+        return _resend_if_waiting(store, queues, message_id)
     queues.send(queued.channel, {"message_id": message_id, "channel": queued.channel})
     return "queued:" + queued.channel
+
+
+def _resend_if_waiting(store, queues: Queues, message_id: str) -> str:
+    """A job seen again after its record was written. If the record still waits, queued
+    and never claimed, the first run may have died before routing it: route it again.
+    The sender's claim makes a second queue message harmless (sent at most once)."""
+    current = store.message(message_id)
+    if current is not None and current.status == "queued" and current.channel and current.attempts == 0:
+        queues.send(current.channel, {"message_id": message_id, "channel": current.channel})
+        return "duplicate:requeued"
+    return "duplicate"
 
 
 def notice_job(kind_key: str, member_id: str, template: str, variables: dict, at: datetime) -> dict:

@@ -36,6 +36,15 @@ class OutboxRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClaimRefused:
+    """Why a sender could not take a message: what the record showed at that moment."""
+
+    status: str
+    channel: str | None
+    lease_until: datetime | None = None
+
+
 def masked(to: str | None) -> str | None:
     """Phone numbers and OpenIDs in views and logs: enough to recognise, not to use."""
     if not to:

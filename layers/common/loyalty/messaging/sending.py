@@ -1,6 +1,7 @@
 """Send one outbox message on one channel, and act on what the provider answers.
 
 transient      -> back to queued; the queue retries later (backoff with jitter), then DLQ
+(not claimed   -> being sent elsewhere: retry after that lease; see _not_claimed)
 window_closed  -> WhatsApp free-form outside the 24 h window: send the template instead
 undeliverable  -> the next consented channel, once; none left: failed
 opted_out      -> record the opt-out, suppress; never retried
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
 from ..records import Consent
-from .outbox import OutboxRecord
+from .outbox import ClaimRefused, OutboxRecord
 
 if TYPE_CHECKING:
     from ..channels.providers import ProviderError, SendResult
@@ -45,8 +46,8 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
     """Claim, send, record. Raises RetryLater for a transient failure."""
     from ..channels.providers import ProviderError  # with `requests`: loaded on the first send, not at import
     record = msgs.claim(message_id, channel, now)
-    if record is None:
-        return "not_claimed"   # already sent, moved to another channel, or being sent
+    if isinstance(record, ClaimRefused):
+        return _not_claimed(record, message_id, channel, queues, now)
     payload = record.payloads.get(channel)
     try:
         try:
@@ -62,6 +63,22 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
         return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now)
     msgs.mark_sent(message_id, result.provider, result.provider_message_id, now)
     return f"sent:{result.provider}"
+
+
+def _not_claimed(refused: ClaimRefused, message_id: str, channel: str, queues, now: datetime) -> str:
+    """This queue message cannot send now. It is dropped only when nothing depends on it:
+    - another sender holds the lease (a redelivery while it sends): come back after the
+      lease, because if that send fails transiently its retry may ride on this very message;
+    - the record waits, queued, on another channel (a fallback whose queue message was
+      lost): hand it to that channel's queue; its sender claims it at most once;
+    - anything else (sent, failed, suppressed, unknown): nothing to do."""
+    if refused.status == "sending" and refused.channel == channel and refused.lease_until is not None \
+            and refused.lease_until >= now:
+        raise RetryLater(int((refused.lease_until - now).total_seconds()) + 1, "being sent by another sender")
+    if refused.status == "queued" and refused.channel and refused.channel != channel:
+        queues.send(refused.channel, {"message_id": message_id, "channel": refused.channel})
+        return f"forwarded:{refused.channel}"
+    return f"not_claimed:{refused.status}"
 
 
 def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime) -> str:

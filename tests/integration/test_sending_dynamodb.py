@@ -1,0 +1,141 @@
+"""Sending over the outbox in DynamoDB (the emulator): SQS delivers at least once, a
+Lambda can stop between two calls, and neither may lose or double a message."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from loyalty.adapters.messaging_dynamo import DynamoMessagingStore
+from loyalty.channels.providers import ProviderError, SendResult
+from loyalty.messaging.dispatcher import dispatch_job, message_id_for, notice_job
+from loyalty.messaging.outbox import ClaimRefused, OutboxRecord
+from loyalty.messaging.sending import RetryLater, send_message
+from loyalty.rules import build_rules as default_rules
+
+NOW = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
+
+
+class Queues:
+    """Records what would go to SQS; can fail the next sends like an SQS outage."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, dict, int]] = []
+        self.fail_next = 0
+
+    def send(self, name, body, delay_s=0):
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("sqs unreachable")
+        self.sent.append((name, body, delay_s))
+
+
+class Provider:
+    def __init__(self, *errors):
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self, record, channel, payload):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return SendResult(provider=channel, provider_message_id=f"p-{self.calls}", raw_status="accepted")
+
+
+@pytest.fixture
+def msgs(fresh_aws):
+    return DynamoMessagingStore(fresh_aws.environ["TABLE_NAME"], client=fresh_aws.client("dynamodb"))
+
+
+def record(message_id="m-1", channel="whatsapp", fallbacks=("sms",)) -> OutboxRecord:
+    return OutboxRecord(message_id=message_id, member_id="ana", kind="notice", template="points_credited",
+                        category="transactional", channel=channel, to="+85290000001", locale="en",
+                        variables={"points": 5}, payloads={"whatsapp": {"type": "text", "text": "hi"},
+                                                           "sms": {"type": "text", "text": "hi"}},
+                        fallbacks=fallbacks, status="queued", created_at=NOW,
+                        history=(("queued", NOW.isoformat(), ""),),
+                        extra={"to": {"whatsapp": "+85290000001", "sms": "+85290000001"}})
+
+
+def send(msgs, provider, queues, channel="whatsapp", now=NOW, message_id="m-1"):
+    return send_message(message_id, channel, msgs=msgs, ledger=None, queues=queues, send=provider,
+                        rules=default_rules(), now=now)
+
+
+def test_a_redelivery_while_another_sender_holds_the_message_comes_back_after_the_lease(msgs):
+    msgs.create_message(record())
+    held = msgs.claim("m-1", "whatsapp", NOW)            # sender A, still talking to the provider
+    assert isinstance(held, OutboxRecord) and held.status == "sending"
+    provider = Provider()
+    with pytest.raises(RetryLater) as retry:
+        send(msgs, provider, Queues(), now=NOW + timedelta(seconds=30))
+    assert 90 <= retry.value.delay_s <= 91 and provider.calls == 0
+    # A's send failed transiently: the redelivered copy is now the only way the message goes out.
+    msgs.release_claim("m-1")
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=121)) == "sent:whatsapp"
+    assert provider.calls == 1 and msgs.message("m-1").status == "sent"
+
+
+def test_a_sender_that_died_leaves_a_lease_the_next_delivery_takes_over(msgs):
+    msgs.create_message(record())
+    msgs.claim("m-1", "whatsapp", NOW)
+    provider = Provider()
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=121)) == "sent:whatsapp"
+    assert provider.calls == 1
+
+
+def test_a_message_already_sent_is_dropped_without_a_second_call(msgs):
+    msgs.create_message(record())
+    provider = Provider()
+    assert send(msgs, provider, Queues()) == "sent:whatsapp"
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=5)) == "not_claimed:sent"
+    assert send(msgs, provider, Queues(), message_id="m-unknown") == "not_claimed:missing"
+    assert provider.calls == 1
+
+
+def test_a_fallback_whose_queue_message_was_lost_is_forwarded_by_the_old_channels_retry(msgs):
+    msgs.create_message(record())
+    queues = Queues()
+    queues.fail_next = 1                                   # SQS down just as the fallback is routed
+    undeliverable = ProviderError("undeliverable", "131026", provider="whatsapp")
+    with pytest.raises(ConnectionError):
+        send(msgs, Provider(undeliverable), queues)
+    assert msgs.message("m-1").channel == "sms"
+    # The WhatsApp queue message was not deleted (the batch item failed): it comes back.
+    assert send(msgs, Provider(), queues, now=NOW + timedelta(seconds=40)) == "forwarded:sms"
+    assert queues.sent == [("sms", {"message_id": "m-1", "channel": "sms"}, 0)]
+    provider = Provider()
+    assert send(msgs, provider, queues, channel="sms") == "sent:sms"
+    assert send(msgs, provider, queues, channel="sms") == "not_claimed:sent"
+    assert provider.calls == 1
+
+
+def test_a_claim_refused_says_what_the_record_showed(msgs):
+    msgs.create_message(record())
+    msgs.claim("m-1", "whatsapp", NOW)
+    refused = msgs.claim("m-1", "whatsapp", NOW + timedelta(seconds=1))
+    assert refused == ClaimRefused("sending", "whatsapp", NOW + timedelta(seconds=120))
+    assert msgs.claim("m-1", "sms", NOW + timedelta(seconds=500)).status == "sending"
+
+
+def _member(fresh_aws, ledger_store):
+    from loyalty.records import Consent, Profile
+    ledger_store.put_profile(Profile(member_id="ana", name="Ana", phone="+85290000001", locale="en",
+                                     time_zone="Asia/Hong_Kong", preferred_channels=("whatsapp",)))
+    ledger_store.add_consent(Consent("ana", "whatsapp", "opted_in", "checkout_checkbox", NOW, proof="form-1"))
+
+
+def test_a_job_redelivered_after_its_record_was_written_but_not_routed_is_routed_then(fresh_aws, msgs):
+    from loyalty.adapters.dynamo import DynamoLedgerStore
+    ledger = DynamoLedgerStore(fresh_aws.environ["TABLE_NAME"], shards=4, client=fresh_aws.client("dynamodb"))
+    _member(fresh_aws, ledger)
+    job = notice_job("ev-1", "ana", "points_credited", {"points": 5, "balance": 5}, NOW)
+    queues = Queues()
+    queues.fail_next = 1                                    # the first run dies routing the message
+    with pytest.raises(ConnectionError):
+        dispatch_job(job, msgs, queues, default_rules(), NOW)
+    assert msgs.message(message_id_for(job["job_id"])).status == "queued"
+    assert dispatch_job(job, msgs, queues, default_rules(), NOW) == "duplicate:requeued"
+    assert [name for name, _, _ in queues.sent] == ["whatsapp"]
+    # Once the sender has tried it, a further copy of the job routes nothing more.
+    send(msgs, Provider(), queues, message_id=message_id_for(job["job_id"]))
+    assert dispatch_job(job, msgs, queues, default_rules(), NOW) == "duplicate"
+    assert len(queues.sent) == 1
