@@ -1,5 +1,5 @@
 """openapi.yaml is a valid OpenAPI 3.0 document that describes exactly the routes of
-template.yaml (plus the planned ones, marked so), and agrees with the request models."""
+template.yaml, and agrees with the request models."""
 from __future__ import annotations
 
 import copy
@@ -15,10 +15,6 @@ from loyalty.web.signatures import verify_order_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-PLANNED_TAG = "messaging (planned)"
-
-# DESIGN.md, "HTTP API": contract paths that are not implemented yet.
-PLANNED_CONTRACT: set = set()  # every operation of the contract is implemented now
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -87,21 +83,9 @@ def test_every_template_route_is_described(spec, template_routes):
     assert template_routes - described == set()
 
 
-def test_every_implemented_operation_is_a_template_route(spec, template_routes):
-    implemented = {(method, path) for method, path, op in _operations(spec) if op.get("x-status") != "planned"}
-    assert implemented - template_routes == set()
-
-
-def test_planned_operations_are_marked_tagged_and_not_deployed(spec, template_routes):
-    planned = set()
-    for method, path, op in _operations(spec):
-        is_planned = op.get("x-status") == "planned"
-        assert is_planned == (PLANNED_TAG in op.get("tags", [])), f"{method} {path}: tag and x-status disagree"
-        if is_planned:
-            planned.add((method, path))
-    assert planned == PLANNED_CONTRACT
-    # Once a planned route is in the template, drop its marker here.
-    assert planned & template_routes == set()
+def test_every_operation_is_a_template_route(spec, template_routes):
+    described = {(method, path) for method, path, _ in _operations(spec)}
+    assert described - template_routes == set()
 
 
 def test_every_operation_has_an_id_a_tag_and_a_success_answer(spec):
@@ -115,8 +99,6 @@ def test_every_operation_has_an_id_a_tag_and_a_success_answer(spec):
 
 def test_every_implemented_operation_documents_its_errors(spec):
     for method, path, op in _operations(spec):
-        if op.get("x-status") == "planned":
-            continue
         codes = set(op["responses"])
         assert {"429", "503"} <= codes, f"{method} {path}"
         if "{member_id}" in path:
