@@ -155,6 +155,9 @@ def test_a_poison_message_lands_in_the_dead_letter_queue(api, member):
     api.http.delete(api.base + "/_local/faults", timeout=10)
     assert drained["dead_letter"].get("WhatsAppDLQ", 0) >= 1
     assert outbox(api, phone) == []
+    [notice] = messages(api, member, kind="notice")
+    assert notice["status"] == "dead_lettered"
+    assert [h["status"] for h in notice["history"]] == ["queued"] + ["retrying"] * 5 + ["dead_lettered"]
 
 
 def test_one_wechat_token_fetch_for_a_hundred_sends(api):

@@ -55,9 +55,9 @@ def record(message_id="m-1", channel="whatsapp", fallbacks=("sms",)) -> OutboxRe
                         extra={"to": {"whatsapp": "+85290000001", "sms": "+85290000001"}})
 
 
-def send(msgs, provider, queues, channel="whatsapp", now=NOW, message_id="m-1"):
+def send(msgs, provider, queues, channel="whatsapp", now=NOW, message_id="m-1", last_delivery=False):
     return send_message(message_id, channel, msgs=msgs, ledger=None, queues=queues, send=provider,
-                        rules=default_rules(), now=now)
+                        rules=default_rules(), now=now, last_delivery=last_delivery)
 
 
 def test_a_redelivery_while_another_sender_holds_the_message_comes_back_after_the_lease(msgs):
@@ -69,7 +69,7 @@ def test_a_redelivery_while_another_sender_holds_the_message_comes_back_after_th
         send(msgs, provider, Queues(), now=NOW + timedelta(seconds=30))
     assert 90 <= retry.value.delay_s <= 91 and provider.calls == 0
     # A's send failed transiently: the redelivered copy is now the only way the message goes out.
-    msgs.release_claim("m-1")
+    msgs.release_claim("m-1", NOW + timedelta(seconds=40), "whatsapp:http_503")
     assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=121)) == "sent:whatsapp"
     assert provider.calls == 1 and msgs.message("m-1").status == "sent"
 
@@ -139,3 +139,22 @@ def test_a_job_redelivered_after_its_record_was_written_but_not_routed_is_routed
     send(msgs, Provider(), queues, message_id=message_id_for(job["job_id"]))
     assert dispatch_job(job, msgs, queues, default_rules(), NOW) == "duplicate"
     assert len(queues.sent) == 1
+
+
+def test_transient_failures_are_in_the_history_and_the_last_one_says_dead_lettered(msgs):
+    msgs.create_message(record())
+    busy = ProviderError("transient", "http_503", "unavailable", provider="whatsapp")
+    provider = Provider(busy, busy)
+    with pytest.raises(RetryLater):
+        send(msgs, provider, Queues())
+    assert msgs.message("m-1").status == "queued"
+    with pytest.raises(RetryLater):
+        send(msgs, provider, Queues(), now=NOW + timedelta(seconds=60), last_delivery=True)
+    dead = msgs.message("m-1")
+    assert dead.status == "dead_lettered"
+    assert [h[0] for h in dead.history] == ["queued", "retrying", "dead_lettered"]
+    assert dead.history[-1][2].startswith("whatsapp:http_503")
+    # An operator redrives the dead-letter queue: the message goes out, once.
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(hours=2)) == "sent:whatsapp"
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(hours=2)) == "not_claimed:sent"
+    assert provider.calls == 3

@@ -16,6 +16,7 @@ class Settings:
     order_signature_tolerance_s: int
     max_body_bytes: int
     public_base_url: str
+    send_max_receives: int      # the sender queues' maxReceiveCount
 
 
 @cache
@@ -30,4 +31,5 @@ def settings() -> Settings:
         order_signature_tolerance_s=int(env.get("ORDER_SIGNATURE_TOLERANCE_S", "300")),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        send_max_receives=int(env.get("SEND_MAX_RECEIVES", "6")),
     )

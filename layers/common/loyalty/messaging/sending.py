@@ -1,6 +1,7 @@
 """Send one outbox message on one channel, and act on what the provider answers.
 
-transient      -> back to queued; the queue retries later (backoff with jitter), then DLQ
+transient      -> back to queued; the queue retries later (backoff with jitter); on the
+                  last delivery the record says dead_lettered and the message goes to the DLQ
 (not claimed   -> being sent elsewhere: retry after that lease; see _not_claimed)
 window_closed  -> WhatsApp free-form outside the 24 h window: send the template instead
 undeliverable  -> the next consented channel, once; none left: failed
@@ -42,8 +43,9 @@ def backoff_s(attempts: int, hint: float | None = None, *, rng: random.Random | 
 
 
 def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: Send, rules: "Rules",
-                 now: datetime) -> str:
-    """Claim, send, record. Raises RetryLater for a transient failure."""
+                 now: datetime, last_delivery: bool = False) -> str:
+    """Claim, send, record. Raises RetryLater for a transient failure; on the queue's
+    `last_delivery` the record says dead_lettered, where the queue message goes next."""
     from ..channels.providers import ProviderError  # with `requests`: loaded on the first send, not at import
     record = msgs.claim(message_id, channel, now)
     if isinstance(record, ClaimRefused):
@@ -60,7 +62,8 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
             payload = render(template, channel, record.locale, record.variables, message_id=message_id)
             result = send(record, channel, payload)
     except ProviderError as error:
-        return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now)
+        return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now,
+                       last_delivery=last_delivery)
     msgs.mark_sent(message_id, result.provider, result.provider_message_id, now)
     return f"sent:{result.provider}"
 
@@ -81,10 +84,11 @@ def _not_claimed(refused: ClaimRefused, message_id: str, channel: str, queues, n
     return f"not_claimed:{refused.status}"
 
 
-def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime) -> str:
+def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime,
+            last_delivery: bool = False) -> str:
     detail = f"{error.provider}:{error.code} {error.detail}".strip()
     if error.outcome == "transient":
-        msgs.release_claim(record.message_id)
+        msgs.release_claim(record.message_id, now, detail, last=last_delivery)
         raise RetryLater(backoff_s(record.attempts, error.retry_after_s), detail)
     if error.outcome == "undeliverable" and record.fallbacks:
         following = record.fallbacks[0]

@@ -14,11 +14,12 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
     `clock` is the function's wall clock (the time a send is recorded at)."""
 
     def send(body: dict, record: dict) -> None:
+        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
                                    ledger=wiring.ledger_store(), queues=wiring.queues(),
                                    send=wiring.channel_sender(channel), rules=wiring.rules(),
-                                   now=clock())
+                                   now=clock(), last_delivery=receives >= wiring.settings().send_max_receives)
         except RetryLater as retry:
             # Backoff through the queue itself: the message comes back after the delay.
             wiring.queues().change_visibility(record["receiptHandle"], retry.delay_s, channel)
