@@ -147,6 +147,33 @@ def test_131026_falls_back_to_sms_once(api, member):
     assert notice["channel"] == "sms" and "fallback" in [h["status"] for h in notice["history"]]
 
 
+@pytest.mark.parametrize("channel, provider, code, prefix", [("whatsapp", "whatsapp", 131026, "+8529"),
+                                                             ("sms", "twilio", 30003, "+8529")])
+def test_undeliverable_reported_in_a_receipt_falls_back_to_the_next_channel_once(api, member, channel, provider,
+                                                                                  code, prefix):
+    # WhatsApp accepts the send and reports 131026 later, in a status webhook; Twilio
+    # reports an unreachable handset (30003) in the status callback.
+    following = "sms" if channel == "whatsapp" else "whatsapp"
+    phone, _ = new_member(api, member, channels=(channel, following), phone_prefix=prefix)
+    assert api.post("/_local/sandbox/config", {"auto_receipts": False}).status_code == 200
+    try:
+        api.order(paid(member, f"o-{member}", 50000))
+        api.post("/_local/drain")
+        [first] = outbox(api, phone)
+        assert first["channel"] == channel
+        for _ in range(2):   # the provider retries its webhook: still one fallback
+            answer = api.post("/_local/receipts", {"provider": provider, "status": "failed", "error_code": code,
+                                                   "provider_message_id": first["provider_message_id"]}).json()
+            assert answer["status"] == 200
+        api.post("/_local/drain")
+    finally:
+        api.post("/_local/sandbox/config", {"auto_receipts": True})
+    assert [m["channel"] for m in outbox(api, phone)] == [channel, following]
+    [notice] = messages(api, member, kind="notice")
+    assert notice["channel"] == following and notice["status"] == "sent"
+    assert [h["status"] for h in notice["history"]] == ["queued", "sent", "failed", "fallback", "sent"]
+
+
 def test_a_poison_message_lands_in_the_dead_letter_queue(api, member):
     phone, _ = new_member(api, member)
     api.post("/_local/faults", {"provider": "whatsapp", "status": 503, "count": 50, "to": phone.lstrip("+")})

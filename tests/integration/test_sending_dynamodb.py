@@ -1,5 +1,6 @@
 """Sending over the outbox in DynamoDB (the emulator): SQS delivers at least once, a
 Lambda can stop between two calls, and neither may lose or double a message."""
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -37,7 +38,7 @@ class Provider:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
-        return SendResult(provider=channel, provider_message_id=f"p-{self.calls}", raw_status="accepted")
+        return SendResult(provider=channel, provider_message_id=f"p-{uuid.uuid4().hex[:12]}", raw_status="accepted")
 
 
 @pytest.fixture

@@ -150,15 +150,25 @@ class DynamoMessagingStore(DynamoTable):
             {"Put": {"TableName": self.table, "Item": {"PK": _s(f"PMSG#{provider}#{provider_message_id}"),
                                                        "SK": _s("PMSG"), "message_id": _s(message_id)}}}])
 
-    def record_status(self, message_id: str, status: str, at: datetime, detail: str = "") -> bool:
-        """Move the status forward (False: unknown message, or not forward)."""
+    def record_status(self, message_id: str, status: str, at: datetime, detail: str = "",
+                      channel: str | None = None, provider_message_id: str | None = None) -> bool:
+        """Move the status forward (False: unknown message, or not forward). A receipt
+        gives its `channel` and `provider_message_id`: it counts only while the message is
+        on that channel, and never for a send the message has been re-sent after."""
+        condition = "attribute_exists(PK) AND rank_ < :r"
+        values = {":st": _s(status), ":r": _n(RANK[status]),
+                  ":h": {"L": [{"L": [_s(status), _s(at.isoformat()), _s(detail)]}]}}
+        if channel is not None:
+            condition += " AND channel = :ch"
+            values[":ch"] = _s(channel)
+        if provider_message_id:
+            condition += " AND NOT contains(superseded, :pid)"
+            values[":pid"] = _s(provider_message_id)
         try:
             self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
                        UpdateExpression="SET #s = :st, rank_ = :r, history = list_append(history, :h)",
-                       ConditionExpression="attribute_exists(PK) AND rank_ < :r",
-                       ExpressionAttributeNames={"#s": "status"},
-                       ExpressionAttributeValues={":st": _s(status), ":r": _n(RANK[status]),
-                                                  ":h": {"L": [{"L": [_s(status), _s(at.isoformat()), _s(detail)]}]}})
+                       ConditionExpression=condition, ExpressionAttributeNames={"#s": "status"},
+                       ExpressionAttributeValues=values)
             return True
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -166,19 +176,34 @@ class DynamoMessagingStore(DynamoTable):
             raise
 
     def switch_channel(self, message_id: str, channel: str, to: str, at: datetime, detail: str,
-                       fallbacks: tuple[str, ...] = ()) -> bool:
-        """Fall back to the next consented channel: queued again, there."""
+                       fallbacks: tuple[str, ...] = (), *, after_receipt: bool = False,
+                       payloads: dict | None = None, step: str = "fallback",
+                       superseded: str | None = None) -> bool:
+        """Queue the message again on `channel` (the next consented one, or the same one
+        with new `payloads`): from `sending` when the send failed, or (`after_receipt`)
+        from the failure a receipt reported (`superseded`: that send's provider id). The
+        attempt count starts again; the history keeps a `step` entry."""
+        updates = ("SET #s = :queued, rank_ = :zero, channel = :ch, #to = :to, fallbacks = :fb, attempts = :zero, "
+                   "history = list_append(history, :h)")
+        values = {":queued": _s("queued"), ":zero": _n(0), ":ch": _s(channel), ":to": _s(to),
+                  ":fb": _s(json.dumps(list(fallbacks))),
+                  ":h": {"L": [{"L": [_s(step), _s(at.isoformat()), _s(detail)]}]}}
+        if payloads is not None:
+            updates += ", payloads = :pl"
+            values[":pl"] = _s(json.dumps(payloads, ensure_ascii=False))
+        if superseded:   # the provider id of the failed send: its late receipts change nothing
+            updates += " ADD superseded :sup"
+            values[":sup"] = {"SS": [superseded]}
+        if after_receipt:
+            condition = "#s IN (:failed, :undelivered)"
+            values.update({":failed": _s("failed"), ":undelivered": _s("undelivered")})
+        else:
+            condition = "#s = :sending"
+            values[":sending"] = _s("sending")
         try:
             self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
-                       UpdateExpression="SET #s = :queued, rank_ = :zero, channel = :ch, #to = :to, "
-                                        "fallbacks = :fb, history = list_append(history, :h)",
-                       ConditionExpression="#s = :sending",
-                       ExpressionAttributeNames={"#s": "status", "#to": "to"},
-                       ExpressionAttributeValues={":queued": _s("queued"), ":zero": _n(0), ":ch": _s(channel),
-                                                  ":to": _s(to), ":sending": _s("sending"),
-                                                  ":fb": _s(json.dumps(list(fallbacks))),
-                                                  ":h": {"L": [{"L": [_s("fallback"), _s(at.isoformat()),
-                                                                      _s(detail)]}]}})
+                       UpdateExpression=updates, ConditionExpression=condition,
+                       ExpressionAttributeNames={"#s": "status", "#to": "to"}, ExpressionAttributeValues=values)
             return True
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -43,15 +43,110 @@ def _when(at: int | None, now: datetime) -> datetime:
     return datetime.fromtimestamp(at, timezone.utc) if at else now
 
 
-def apply_status(update: StatusUpdate, msgs, now: datetime, our_ref: str | None = None) -> Outcome:
-    """Move the message's status forward; unknown ids and statuses are acknowledged."""
+def apply_status(update: StatusUpdate, msgs, now: datetime, our_ref: str | None = None, *,
+                 ledger=None, queues=None, rules: "Rules | None" = None) -> Outcome:
+    """Move the message's status forward; unknown ids and statuses are acknowledged.
+
+    A receipt only counts for the channel the message is on: after a fallback, a late
+    receipt of the first channel changes nothing. A failure the provider reports after
+    accepting the send (WhatsApp reports 131026 and 131047 this way) is acted on as at
+    send time, when `queues` and `rules` are given: see after_failed_receipt."""
     message_id = our_ref or update.our_ref or msgs.message_id_for(update.provider, update.provider_message_id)
     status = STATUS_OF.get(update.status)
     if message_id is None or status is None:
         return Outcome(f"ignored:{'unknown_message' if message_id is None else update.raw_status}")
     detail = " ".join(x for x in (update.error_code, update.error_title) if x)
-    moved = msgs.record_status(message_id, status, _when(update.at, now), detail)
+    at = _when(update.at, now)
+    moved = msgs.record_status(message_id, status, at, detail, channel=CHANNEL_OF[update.provider],
+                               provider_message_id=update.provider_message_id)
+    if status in ("failed", "undelivered") and update.error_code and queues is not None and rules is not None:
+        acted = after_failed_receipt(update, message_id, msgs, ledger, queues, rules, at, detail)
+        if acted:
+            return Outcome(acted)
     return Outcome(f"status:{status}" if moved else "status:not_forward")
+
+
+# Receipt reasons that are not send-time error codes of the provider.
+RECEIPT_OUTCOMES = {("wechat", "user_block"): "opted_out", ("wechat", "system_failed"): "transient"}
+RECEIPT_RESENDS = 2          # sends again on the same channel after late transient failures
+
+
+def receipt_outcome(provider: str, code: str) -> tuple[str, float | None]:
+    """What a failure code in a receipt means, by the provider's send-time table: the
+    outcome and the provider's wait hint (seconds) for a transient one."""
+    known = RECEIPT_OUTCOMES.get((provider, code))
+    if known:
+        return known, None
+    if provider == "whatsapp":
+        from ..channels.whatsapp import classify_whatsapp_error as classify
+    elif provider == "twilio":
+        from ..channels.twilio import classify_twilio_error as classify
+    elif provider == "aliyun":
+        from ..channels.aliyun import classify_aliyun_error as classify
+    else:
+        from ..channels.wechat import classify_wechat_error as classify
+    found = classify(400, code)
+    return found.outcome, found.retry_after_s
+
+
+def after_failed_receipt(update: StatusUpdate, message_id: str, msgs, ledger, queues, rules: "Rules",
+                         at: datetime, detail: str) -> str | None:
+    """A failure the provider reported after accepting the send, acted on as at send
+    time: undeliverable -> the next consented channel, once; window_closed -> the
+    approved template on the same channel; opted_out -> record the opt-out, suppress;
+    transient -> the same send again after the provider's wait (twice at most). Only for
+    the send this receipt is about (the record's channel and provider id). Safe to
+    repeat: a provider's retry of the receipt routes the message again at most, and the
+    sender's claim sends it once."""
+    outcome, wait_s = receipt_outcome(update.provider, update.error_code or "")
+    if outcome not in ("undeliverable", "window_closed", "opted_out", "transient"):
+        return None
+    record = msgs.message(message_id)
+    if record is None:
+        return None
+    if record.status == "queued" and record.channel and record.attempts == 0 and \
+            any(h[0] in ("fallback", "resend") and update.provider_message_id in h[2] for h in record.history):
+        # Acted on already (the provider retried the receipt); the queue message may be lost.
+        queues.send(record.channel, {"message_id": message_id, "channel": record.channel})
+        return f"rerouted:{record.channel}"
+    channel = CHANNEL_OF[update.provider]
+    if record.channel != channel or record.provider_message_id != update.provider_message_id:
+        return None
+    note = f"{update.provider}:{update.provider_message_id} {detail}"
+    if outcome == "opted_out":
+        if ledger is not None:
+            ledger.add_consent(Consent(record.member_id, channel, "opted_out",
+                                       f"provider:{update.provider}:{update.error_code}", at, proof=message_id))
+        msgs.record_status(message_id, "suppressed", at, detail)
+        return "suppressed"
+    delay = 0
+    if outcome in ("window_closed", "transient"):
+        payloads = record.payloads
+        if outcome == "window_closed":
+            if record.payloads.get(channel, {}).get("type") != "text":
+                return None
+            template = rules.template(record.template)
+            payloads = {**record.payloads, channel: render(template, channel, record.locale, record.variables,
+                                                           message_id=message_id)}
+        elif sum(1 for h in record.history if h[0] == "resend") >= RECEIPT_RESENDS:
+            return None
+        else:
+            delay = int(min(max(wait_s or 60, 1), 900))
+        target = channel
+        moved = msgs.switch_channel(message_id, channel, record.to, at, note, fallbacks=record.fallbacks,
+                                    after_receipt=True, payloads=payloads, step="resend",
+                                    superseded=update.provider_message_id)
+    else:
+        contact = record.extra.get("to", {}).get(record.fallbacks[0]) if record.fallbacks else None
+        if not contact:
+            return None
+        target = record.fallbacks[0]
+        moved = msgs.switch_channel(message_id, target, contact, at, note, fallbacks=record.fallbacks[1:],
+                                    after_receipt=True, superseded=update.provider_message_id)
+    if not moved:
+        return None
+    queues.send(target, {"message_id": message_id, "channel": target}, delay_s=delay)
+    return f"{'resend' if target == channel else 'fallback'}:{target}"
 
 
 def _member_for(ledger, message: InboundMessage | ChannelEvent) -> str | None:
@@ -149,4 +244,7 @@ def _reply(template_name: str, variables: dict, member: str, message: InboundMes
         return Outcome(f"reply:{template_name}", reply=payload["content"])
     if msgs.create_message(record):
         queues.send(channel, {"message_id": message_id, "channel": channel, "provider": message.provider})
+    else:   # the provider's retry of a push we failed to finish: the reply may never have been routed
+        from .dispatcher import route_again_if_waiting
+        route_again_if_waiting(msgs, queues, message_id)
     return Outcome(f"reply:{template_name}")

@@ -106,15 +106,16 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
                      history=earlier + (("queued", now.isoformat(), ""),))
     ok = store.requeue_deferred(queued, caps) if existing is not None else store.create_message(queued, caps)
     if not ok:
-        return _resend_if_waiting(store, queues, message_id)
+        return route_again_if_waiting(store, queues, message_id)
     queues.send(queued.channel, {"message_id": message_id, "channel": queued.channel})
     return "queued:" + queued.channel
 
 
-def _resend_if_waiting(store, queues: Queues, message_id: str) -> str:
-    """A job seen again after its record was written. If the record still waits, queued
-    and never claimed, the first run may have died before routing it: route it again.
-    The sender's claim makes a second queue message harmless (sent at most once)."""
+def route_again_if_waiting(store, queues: Queues, message_id: str) -> str:
+    """A job (or a push) seen again after its record was written. If the record still
+    waits, queued and never claimed, the first run may have died before routing it:
+    route it again. The sender's claim makes a second queue message harmless (sent at
+    most once)."""
     current = store.message(message_id)
     if current is not None and current.status == "queued" and current.channel and current.attempts == 0:
         queues.send(current.channel, {"message_id": message_id, "channel": current.channel})

@@ -57,8 +57,10 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
     outcomes = []
     for item in items:
         if isinstance(item, inbound.StatusUpdate):
-            # The status update is the record of a receipt (with its history): one write.
-            outcomes.append(conversations.apply_status(item, msgs, now, our_ref))
+            # The status update is the record of a receipt (with its history): one write;
+            # a failure the provider reports late may also read the record and re-route it.
+            outcomes.append(conversations.apply_status(item, msgs, now, our_ref, ledger=ledger, queues=queues,
+                                                       rules=rules))
         elif isinstance(item, inbound.InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
