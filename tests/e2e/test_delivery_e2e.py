@@ -276,3 +276,24 @@ def test_marketing_waits_out_the_quiet_hours(api, member):
     assert [m["status"] for m in messages(api, member, kind="campaign")] == ["deferred"]
     api.schedule("ReleaseDeferredFunction", "2027-03-19T12:00:00+08:00")
     assert len([m for m in outbox(api, phone) if m.get("template") == "member_day_offer"]) == 1
+
+
+def test_whatsapp_stop_marketing_stops_marketing_only(api, member):
+    phone, _ = new_member(api, member, channels=("whatsapp", "sms"))
+    assert api.post("/_local/inbound", {"channel": "whatsapp", "from": phone, "preference": "stop"}).status_code == 200
+    consent = api.get(f"/members/{member}/consents/whatsapp").json()
+    assert consent["status"] == "opted_in" and consent["marketing"]["status"] == "opted_out"
+    # a campaign goes to the next consented channel ...
+    api.post("/campaigns", {"campaign_id": f"offer-{member}", "template": "member_day_offer", "member_ids": [member],
+                            "variables": {"offer": "double points"}, "at": "2027-03-18T12:10:00+08:00"})
+    api.post("/_local/drain")
+    [offer] = messages(api, member, kind="campaign")
+    assert offer["channel"] == "sms"
+    # ... while a utility reminder still goes on WhatsApp
+    expires, seven_before = earn_due_on(api, member)
+    api.schedule("ReminderScanFunction", seven_before.isoformat())
+    api.post("/_local/drain")
+    [reminder] = reminders(api, phone)
+    assert reminder["channel"] == "whatsapp"
+    assert api.post("/_local/inbound", {"channel": "whatsapp", "from": phone, "preference": "resume"}).status_code == 200
+    assert api.get(f"/members/{member}/consents/whatsapp").json()["marketing"]["status"] == "opted_in"

@@ -89,11 +89,21 @@ def test_131047_in_a_receipt_sends_the_approved_template_instead(msgs, ledger):
 
 
 def test_an_opt_out_in_a_receipt_is_recorded_and_suppresses(msgs, ledger):
-    pid = sent(msgs)
+    pid = sent(msgs, channel="sms")
     queues = Queues()
-    assert apply(receipt("failed", pid, "131050"), msgs, ledger, queues) == "suppressed"
+    # Twilio finds the message through the status callback URL (our id in its query)
+    update = receipt("undelivered", pid, "21610", provider="twilio", our_ref="m-1")
+    assert apply(update, msgs, ledger, queues) == "suppressed"
     assert msgs.message("m-1").status == "suppressed" and queues.sent == []
-    [consent] = ledger.consent_history("ana", "whatsapp")
+    [consent] = ledger.consent_history("ana", "sms")
+    assert consent.status == "opted_out" and consent.source == "provider:twilio:21610"
+
+
+def test_131050_in_a_receipt_is_an_opt_out_of_whatsapp_marketing_only(msgs, ledger):
+    pid = sent(msgs)
+    assert apply(receipt("failed", pid, "131050"), msgs, ledger, Queues()) == "suppressed"
+    assert ledger.consent_history("ana", "whatsapp") == []
+    [consent] = ledger.consent_history("ana", "whatsapp_marketing")
     assert consent.status == "opted_out" and consent.source == "provider:whatsapp:131050"
 
 

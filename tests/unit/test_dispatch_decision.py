@@ -60,3 +60,15 @@ def test_marketing_caps_count_per_local_day_and_month():
     assert decide_reminder(JOB, snapshot(caps=month_full), NOON, RULES, "marketing").reason == "cap_reached"
     yesterday = CapCounters(day="2027-11-09", day_count=1, month="2027-11", month_count=2)
     assert decide_reminder(JOB, snapshot(caps=yesterday), NOON, RULES, "marketing").action == "send"
+
+
+def test_a_whatsapp_marketing_stop_passes_whatsapp_over_for_marketing_only():
+    stopped = {"whatsapp": "opted_in", "sms": "opted_in", "whatsapp_marketing": "opted_out"}
+    member = snapshot(channels=("whatsapp", "sms"), consents=stopped)
+    assert decide_reminder(JOB, member, NOON, RULES, "marketing").channel == "sms"
+    assert decide_reminder(JOB, member, NOON, RULES, "utility").channel == "whatsapp"
+    resumed = snapshot(channels=("whatsapp", "sms"), consents={**stopped, "whatsapp_marketing": "opted_in"})
+    assert decide_reminder(JOB, resumed, NOON, RULES, "marketing").channel == "whatsapp"
+    # the marketing choice never stands in for the channel's own consent
+    only_marketing = snapshot(channels=("whatsapp",), consents={"whatsapp_marketing": "opted_in"})
+    assert decide_reminder(JOB, only_marketing, NOON, RULES, "marketing").reason == "no_consented_channel"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, classify_keyword
 from ..domain import stable_id
 from ..records import Consent
+from .dispatch import MARKETING_SCOPE, consent_scope
 from .outbox import OutboxRecord
 from .templates import format_date, render
 
@@ -115,7 +116,8 @@ def after_failed_receipt(update: StatusUpdate, message_id: str, msgs, ledger, qu
     note = f"{update.provider}:{update.provider_message_id} {detail}"
     if outcome == "opted_out":
         if ledger is not None:
-            ledger.add_consent(Consent(record.member_id, channel, "opted_out",
+            ledger.add_consent(Consent(record.member_id, consent_scope(update.provider, update.error_code, channel),
+                                       "opted_out",
                                        f"provider:{update.provider}:{update.error_code}", at, proof=message_id))
         msgs.record_status(message_id, "suppressed", at, detail)
         return "suppressed"
@@ -168,6 +170,8 @@ def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
         status = "opted_in" if any(choice == "accept" for _, choice in event.choices) else "opted_out"
     if status is None:
         return Outcome(f"ignored:{event.raw}")
+    if event.event in ("stop_marketing", "resume_marketing"):
+        channel = MARKETING_SCOPE[channel]   # marketing only: utility reminders still go
     ledger.add_consent(Consent(member, channel, status, f"{event.provider}:{event.event}", _when(event.at, now),
                                proof=event.dedup_key))
     return Outcome(f"consent:{status}")

@@ -45,8 +45,20 @@ class Decision:
     variables: dict = field(default_factory=dict)
 
 
-def channels_for(snapshot: MemberSnapshot, rules: "Rules") -> list[str]:
-    """Consented channels with a contact, the member's preference first."""
+# Consent for marketing only, kept beside the channel's own: a WhatsApp member who stops
+# marketing messages (user_preferences, error 131050) still gets utility reminders.
+MARKETING_SCOPE = {"whatsapp": "whatsapp_marketing"}
+
+
+def consent_scope(provider: str, code: str | None, channel: str) -> str:
+    """Where an opt-out signalled by a provider error belongs: 131050 is WhatsApp's
+    "member stopped marketing messages", the rest are the channel's."""
+    return MARKETING_SCOPE["whatsapp"] if (provider, str(code)) == ("whatsapp", "131050") else channel
+
+
+def channels_for(snapshot: MemberSnapshot, rules: "Rules", category: str | None = None) -> list[str]:
+    """Consented channels with a contact, the member's preference first; for marketing,
+    without the channels whose marketing the member stopped."""
     profile = snapshot.profile
     preferred = list(profile.preferred_channels) if profile else []
     order = preferred + [c for c in rules.messaging.channels_order if c not in preferred]
@@ -54,7 +66,10 @@ def channels_for(snapshot: MemberSnapshot, rules: "Rules") -> list[str]:
     for channel in order:
         consent = snapshot.consents.get(channel)
         contact = getattr(profile, CONTACT[channel], None) if profile else None
-        if consent is not None and consent.status == "opted_in" and contact:
+        if consent is None or consent.status != "opted_in" or not contact:
+            continue
+        scoped = snapshot.consents.get(MARKETING_SCOPE.get(channel, "")) if category == "marketing" else None
+        if scoped is None or scoped.status == "opted_in":
             usable.append(channel)
     return usable
 
@@ -75,7 +90,7 @@ def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "
 def decide_scheduled(snapshot: MemberSnapshot, now: datetime, rules: "Rules", category: str,
                      variables: dict) -> Decision:
     """Consent, caps (marketing) and send windows for a message we initiate."""
-    channels = channels_for(snapshot, rules)
+    channels = channels_for(snapshot, rules, category)
     if not channels:
         return Decision("skip", "no_consented_channel")
     profile = snapshot.profile

@@ -98,8 +98,9 @@ def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs,
             queues.send(following, {"message_id": record.message_id, "channel": following})
             return f"fallback:{following}"
     if error.outcome == "opted_out":
-        ledger.add_consent(Consent(record.member_id, channel, "opted_out", f"provider:{error.provider}:{error.code}",
-                                   now, proof=record.message_id))
+        from .dispatch import consent_scope
+        ledger.add_consent(Consent(record.member_id, consent_scope(error.provider, error.code, channel), "opted_out",
+                                   f"provider:{error.provider}:{error.code}", now, proof=record.message_id))
         msgs.record_status(record.message_id, "suppressed", now, detail)
         return "suppressed"
     msgs.record_status(record.message_id, "failed", now, detail)

@@ -32,9 +32,17 @@ def record_consent(store: LedgerStore, consent: Consent) -> dict:
     return consent_view(store, consent.member_id, consent.channel)
 
 
-def consent_view(store: LedgerStore, member_id: str, channel: str) -> dict:
-    history = store.consent_history(member_id, channel)
-    return {"member_id": member_id, "channel": channel,
-            "status": history[0].status if history else "unknown",
+def _decisions(history: list[Consent]) -> dict:
+    return {"status": history[0].status if history else "unknown",
             "history": [{"status": c.status, "source": c.source, "at": c.at.isoformat(),
                          **({"proof": c.proof} if c.proof else {})} for c in history]}
+
+
+def consent_view(store: LedgerStore, member_id: str, channel: str) -> dict:
+    """The channel's decisions; for WhatsApp also `marketing`, the member's choice about
+    marketing messages only (WhatsApp's own stop / resume, error 131050)."""
+    from ..messaging.dispatch import MARKETING_SCOPE
+    view = {"member_id": member_id, "channel": channel, **_decisions(store.consent_history(member_id, channel))}
+    if channel in MARKETING_SCOPE:
+        view["marketing"] = _decisions(store.consent_history(member_id, MARKETING_SCOPE[channel]))
+    return view
