@@ -297,3 +297,19 @@ def test_whatsapp_stop_marketing_stops_marketing_only(api, member):
     assert reminder["channel"] == "whatsapp"
     assert api.post("/_local/inbound", {"channel": "whatsapp", "from": phone, "preference": "resume"}).status_code == 200
     assert api.get(f"/members/{member}/consents/whatsapp").json()["marketing"]["status"] == "opted_in"
+
+
+def test_a_burst_over_the_sms_rate_waits_for_the_limit_and_reaches_everyone(api):
+    # Twilio long codes send about a segment a second (shared by the sender's instances):
+    # the notices over the limit wait as fresh queue messages and none is dead-lettered.
+    before = api.post("/_local/drain").json()["dead_letter"]["SmsDLQ"]
+    members = [f"r-{uuid.uuid4().hex[:10]}" for _ in range(8)]
+    phones = [new_member(api, member, channels=("sms",))[0] for member in members]
+    for member in members:
+        api.order(paid(member, f"o-{member}", 10000))
+    drained = api.post("/_local/drain").json()
+    assert drained["drained"] and drained["dead_letter"]["SmsDLQ"] == before
+    for member, phone in zip(members, phones):
+        assert len(outbox(api, phone)) == 1
+        [notice] = messages(api, member, kind="notice")
+        assert "retrying" not in [h["status"] for h in notice["history"]]

@@ -159,3 +159,16 @@ def test_transient_failures_are_in_the_history_and_the_last_one_says_dead_letter
     assert send(msgs, provider, Queues(), now=NOW + timedelta(hours=2)) == "sent:whatsapp"
     assert send(msgs, provider, Queues(), now=NOW + timedelta(hours=2)) == "not_claimed:sent"
     assert provider.calls == 3
+
+
+def test_our_own_rate_limit_sends_later_without_using_up_a_delivery(msgs):
+    from loyalty.messaging.sending import SendLater
+    msgs.create_message(record())
+    limited = ProviderError("transient", "rate_limited", "over 1/s", retry_after_s=2.5, provider="whatsapp")
+    provider = Provider(limited)
+    with pytest.raises(SendLater) as later:
+        send(msgs, provider, Queues(), last_delivery=True)
+    assert 3 <= later.value.delay_s <= 8
+    waiting = msgs.message("m-1")
+    assert waiting.status == "queued" and [h[0] for h in waiting.history] == ["queued"]
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=8)) == "sent:whatsapp"

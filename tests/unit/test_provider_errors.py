@@ -554,3 +554,30 @@ def test_configs_from_the_environment():
     from loyalty.errors import Misconfigured
     with pytest.raises(Misconfigured):
         WhatsAppConfig.from_env({}, secrets.get)
+
+
+def test_each_sender_instance_takes_its_share_of_the_providers_rate():
+    from loyalty.channels.providers import rate_share
+    whatsapp = WhatsAppConfig(phone_number_id="1", access_token="t")
+    assert whatsapp.rate_per_s == 80.0 and rate_share(whatsapp, 4).rate_per_s == 20.0
+    assert rate_share(whatsapp, 0).rate_per_s == 80.0
+    twilio = rate_share(TwilioConfig(account_sid="AC1", auth_token="tok", sender="+15005550006"), 2)
+    assert (twilio.segments_per_s, twilio.burst_segments) == (0.5, 5.0)
+    # four instances at 20/s: 80 messages a second together, never more
+    limiter = RateLimiter(rate_share(whatsapp, 4).rate_per_s, now=lambda: 100.0)
+    assert sum(limiter.wait("PN") == 0.0 for _ in range(30)) == 20
+
+
+def test_the_senders_limit_themselves_to_their_share(monkeypatch):
+    from loyalty import wiring
+    monkeypatch.setenv("SENDER_MAX_CONCURRENCY", "8")
+    monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "1")
+    monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", "t")
+    monkeypatch.delenv("SECRETS_ID", raising=False)
+    wiring.reset()
+    try:
+        send = wiring.channel_sender("whatsapp")
+        limiter = next(c.cell_contents for c in send.__closure__ if hasattr(c.cell_contents, "limiter")).limiter
+        assert limiter.rate == 10.0
+    finally:
+        wiring.reset()

@@ -17,6 +17,7 @@ class Settings:
     max_body_bytes: int
     public_base_url: str
     send_max_receives: int      # the sender queues' maxReceiveCount
+    sender_max_concurrency: int  # instances of one sender: each takes this share of a provider's rate
 
 
 @cache
@@ -32,4 +33,5 @@ def settings() -> Settings:
         max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         send_max_receives=int(env.get("SEND_MAX_RECEIVES", "6")),
+        sender_max_concurrency=max(1, int(env.get("SENDER_MAX_CONCURRENCY", "1"))),
     )

@@ -80,16 +80,20 @@ def _build_sender(channel: str):
             raise ProviderError("config", "not_configured", message, provider=channel)
         return send
 
+    def share(config):
+        from .channels.providers import rate_share
+        return rate_share(config, settings().sender_max_concurrency)
+
     try:
         if channel == "whatsapp":
             from .channels.whatsapp import WhatsAppClient, WhatsAppConfig
-            client = WhatsAppClient(WhatsAppConfig.from_env(os.environ, secret))
+            client = WhatsAppClient(share(WhatsAppConfig.from_env(os.environ, secret)))
             return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
         if channel == "wechat":
             from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
             # Refresh 180 s before expiry: one fetch per 7,020 s of a 7,200 s token.
-            client = WeChatClient(WeChatConfig.from_env(os.environ, secret), DynamoTokenStore(settings().table_name),
-                                  refresh_margin_s=180)
+            client = WeChatClient(share(WeChatConfig.from_env(os.environ, secret)),
+                                  DynamoTokenStore(settings().table_name), refresh_margin_s=180)
             return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
         from .channels.aliyun import AliyunClient, AliyunConfig
         from .channels.providers import SmsSender
@@ -98,7 +102,7 @@ def _build_sender(channel: str):
         for name, client_type, config_type in (("twilio", TwilioClient, TwilioConfig),
                                                ("aliyun", AliyunClient, AliyunConfig)):
             try:
-                clients[name] = client_type(config_type.from_env(os.environ, secret))
+                clients[name] = client_type(share(config_type.from_env(os.environ, secret)))
             except Exception:  # noqa: BLE001 - one SMS provider missing must not stop the other
                 continue
         sender = SmsSender(rules().messaging.sms, clients)

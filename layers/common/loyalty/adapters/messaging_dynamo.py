@@ -97,7 +97,8 @@ class DynamoMessagingStore(DynamoTable):
                           Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")}).get("Item")
         return _record(item) if item else None
 
-    def claim(self, message_id: str, channel: str, now: datetime, lease_s: int = 120) -> OutboxRecord | ClaimRefused:
+    def claim(self, message_id: str, channel: str, now: datetime,
+              lease_s: int = 120) -> OutboxRecord | ClaimRefused:
         """Take the message for sending on `channel`: queued (or dead-lettered, when an
         operator redrives it), or a sending lease that ran out (a sender that died). Otherwise what the record showed (sent, moved to another
         channel, being sent until `lease_until`), from the same call."""
@@ -105,7 +106,8 @@ class DynamoMessagingStore(DynamoTable):
             item = self._call(
                 "update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
                 UpdateExpression="SET #s = :sending, rank_ = :r, lease_until = :lease, attempts = attempts + :one",
-                ConditionExpression="channel = :ch AND (#s IN (:queued, :dead) OR (#s = :sending AND lease_until < :now))",
+                ConditionExpression="channel = :ch AND "
+                                    "(#s IN (:queued, :dead) OR (#s = :sending AND lease_until < :now))",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":sending": _s("sending"), ":queued": _s("queued"), ":ch": _s(channel),
                                            ":dead": _s("dead_lettered"),
@@ -123,18 +125,21 @@ class DynamoMessagingStore(DynamoTable):
             raise
         return _record(item)
 
-    def release_claim(self, message_id: str, at: datetime, detail: str, *, last: bool = False) -> None:
+    def release_claim(self, message_id: str, at: datetime, detail: str, *, last: bool = False,
+                      quiet: bool = False) -> None:
         """A transient failure: back to queued for the queue's retry, the attempt in the
         history. On the last delivery the queue allows, `dead_lettered` instead: the
-        message waits in the dead-letter queue, and a redrive can still send it."""
+        message waits in the dead-letter queue, and a redrive can still send it. `quiet`:
+        nothing was attempted (our own rate limit), nothing goes into the history."""
         status, note = ("dead_lettered", "dead_lettered") if last else ("queued", "retrying")
-        entry = {"L": [{"L": [_s(note), _s(at.isoformat()), _s(detail)]}]}
+        values = {":st": _s(status), ":sending": _s("sending"), ":r": _n(0)}
+        update = "SET #s = :st, rank_ = :r"
+        if not quiet:
+            update += ", history = list_append(history, :h)"
+            values[":h"] = {"L": [{"L": [_s(note), _s(at.isoformat()), _s(detail)]}]}
         self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
-                   UpdateExpression="SET #s = :st, rank_ = :r, history = list_append(history, :h)",
-                   ConditionExpression="#s = :sending",
-                   ExpressionAttributeNames={"#s": "status"},
-                   ExpressionAttributeValues={":st": _s(status), ":sending": _s("sending"), ":r": _n(0),
-                                              ":h": entry})
+                   UpdateExpression=update, ConditionExpression="#s = :sending",
+                   ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values)
 
     def mark_sent(self, message_id: str, provider: str, provider_message_id: str, at: datetime) -> None:
         """Sent, with the provider's id, and the alias that finds us from that id."""

@@ -102,6 +102,18 @@ def lookup(table: Mapping[object, Classification], provider: str, http_status: i
     return classify_http_status(http_status)
 
 
+def rate_share(config, instances: int):
+    """A provider config with its rate limit split over `instances` senders: SQS runs at
+    most that many (the event source's maximum concurrency), and each limits itself in
+    its own container, so together they keep to the provider's rate."""
+    from dataclasses import replace
+    n = max(1, int(instances))
+    if hasattr(config, "segments_per_s"):
+        return replace(config, segments_per_s=config.segments_per_s / n,
+                       burst_segments=max(1.0, config.burst_segments / n))
+    return replace(config, rate_per_s=config.rate_per_s / n)
+
+
 class RateLimiter:
     """A token bucket per key (a sender number, an app id) in this container: `rate_per_s`
     tokens a second, at most `burst` saved up. `wait(key, cost)` takes the tokens and

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-RANK = {"queued": 0, "deferred": 0, "dead_lettered": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "undelivered": 3,
+RANK = {"queued": 0, "deferred": 0, "dead_lettered": 0,
+        "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "undelivered": 3,
         "read": 4, "skipped": 5, "suppressed": 5}
 TERMINAL_BEFORE_SEND = {"skipped", "suppressed"}
 

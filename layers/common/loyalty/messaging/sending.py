@@ -33,6 +33,16 @@ class RetryLater(Exception):
     reason: str
 
 
+@dataclass
+class SendLater(Exception):
+    """Our own rate limit for the provider is reached: send this message again after
+    `delay_s`, as a fresh queue message. Waiting for our limiter is not a failed delivery,
+    so it must not use up the queue message's receives (and end in the dead-letter queue
+    when a campaign meets a 1-segment-a-second sender)."""
+
+    delay_s: int
+
+
 def backoff_s(attempts: int, hint: float | None = None, *, rng: random.Random | None = None) -> int:
     """Exponential backoff with full jitter (30 s, 60 s, ... capped at 15 min), or the
     provider's own hint when it gave one."""
@@ -87,6 +97,10 @@ def _not_claimed(refused: ClaimRefused, message_id: str, channel: str, queues, n
 def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs, ledger, queues, now: datetime,
             last_delivery: bool = False) -> str:
     detail = f"{error.provider}:{error.code} {error.detail}".strip()
+    if error.outcome == "transient" and error.code == "rate_limited":
+        msgs.release_claim(record.message_id, now, detail, quiet=True)
+        wait = max(1.0, error.retry_after_s or 1.0)
+        raise SendLater(int(wait * random.uniform(1.0, 3.0)) + 1)   # spread a backlog out
     if error.outcome == "transient":
         msgs.release_claim(record.message_id, now, detail, last=last_delivery)
         raise RetryLater(backoff_s(record.attempts, error.retry_after_s), detail)

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Callable
 
 from .. import wiring
-from ..messaging.sending import RetryLater, send_message
+from ..messaging.sending import RetryLater, SendLater, send_message
 from .sqs import process_batch
 
 
@@ -24,6 +24,11 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
             # Backoff through the queue itself: the message comes back after the delay.
             wiring.queues().change_visibility(record["receiptHandle"], retry.delay_s, channel)
             raise
+        except SendLater as later:
+            # Our rate limit: a fresh copy after the wait (this one is done with), so that
+            # waiting never counts towards the dead-letter queue's maxReceiveCount.
+            wiring.queues().send(channel, body, delay_s=later.delay_s)
+            outcome = f"rate_limited:{later.delay_s}s"
         logger.info("message handled", extra={"message_id": body["message_id"], "outcome": outcome})
 
     @logger.inject_lambda_context
