@@ -11,7 +11,7 @@ import pytest
 
 from infra.local.resources import create_resources
 from infra.local.runtime import EnvironmentConflict, function_environment
-from infra.local.template import ApiEvent, TemplateError, load_template
+from infra.local.template import ApiEvent, SqsEvent, TemplateError, load_template
 from infra.local.testing import start_emulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,3 +186,32 @@ def test_drain_counts_dead_letter_queues_after_the_queues_that_feed_them():
     assert dead_letter and set(summary["dead_letter"]) == {q.logical_id for q in model.dead_letter_queues()}
     first_dead_letter = min(i for i, url in enumerate(read) if url in dead_letter)
     assert all(url in dead_letter for url in read[first_dead_letter:])
+
+
+def test_every_dead_letter_queue_has_an_alarm_and_every_sender_feeds_the_send_metrics():
+    """O4: an operator hears about a dead-lettered message and a failing provider."""
+    from infra.local.template import read_template
+
+    resources = read_template(TEMPLATE)["Resources"]
+    model = load_template(TEMPLATE)
+    of_type = lambda kind: {k: r["Properties"] for k, r in resources.items() if r["Type"] == kind}  # noqa: E731
+    alarmed = {dim["Value"]["Fn::GetAtt"][0] for props in of_type("AWS::CloudWatch::Alarm").values()
+               for dim in props.get("Dimensions", []) if dim["Name"] == "QueueName"}
+    assert alarmed == {queue.logical_id for queue in model.dead_letter_queues()}
+    for props in of_type("AWS::CloudWatch::Alarm").values():
+        assert props["AlarmActions"] == [{"Ref": "OperatorAlarms"}]
+    filters = {(props["LogGroupName"]["Ref"], props["MetricTransformations"][0]["MetricName"])
+               for props in of_type("AWS::Logs::MetricFilter").values()}
+    senders = [name for name, f in model.functions.items() if any(
+        e.queue_arn in {q.arn for q in model.queues.values()} for e in f.events_of(SqsEvent))
+        and name.startswith("Send")]
+    assert len(senders) == 3
+    for sender in senders:
+        logs = sender.replace("Function", "Logs")
+        assert {(logs, "MessagesSent"), (logs, "MessagesFailed")} <= filters
+    patterns = {props["FilterPattern"] for props in of_type("AWS::Logs::MetricFilter").values()}
+    assert patterns == {'{ $.message = "message handled" && $.result = "sent" }',
+                        '{ $.message = "message handled" && $.result = "failed" }'}
+    # the field those patterns read is what the senders log
+    sender_source = (REPO / "layers" / "common" / "loyalty" / "web" / "senders.py").read_text()
+    assert '"message handled"' in sender_source and '"result": outcome.split(":", 1)[0]' in sender_source

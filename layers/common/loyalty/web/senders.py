@@ -29,7 +29,9 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
             # waiting never counts towards the dead-letter queue's maxReceiveCount.
             wiring.queues().send(channel, body, delay_s=later.delay_s)
             outcome = f"rate_limited:{later.delay_s}s"
-        logger.info("message handled", extra={"message_id": body["message_id"], "outcome": outcome})
+        # `result` (sent, failed, suppressed, fallback, ...) feeds the template's metric filters.
+        logger.info("message handled", extra={"message_id": body["message_id"], "outcome": outcome,
+                                               "result": outcome.split(":", 1)[0]})
 
     @logger.inject_lambda_context
     def handler(event, context):
