@@ -299,6 +299,19 @@ def test_points_view_groups_expiring_points_by_local_date(store):
     assert points_view(store, "m1", T0, "UTC")["expiring"] == [{"date": "2027-03-10", "points": 80}]
 
 
+def test_points_past_their_expiry_before_the_nightly_run_are_not_spendable_nor_expiring(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 5000, at=parse_time("2026-03-10T08:00:00+08:00")), T0)
+    handle_order_event(store, RULES, paid("e2", "o2", 3000, at=parse_time("2026-03-20T08:00:00+08:00")), T0)
+    after = parse_time("2027-03-10T09:00:00+08:00")           # the first lot ran out an hour ago
+    view = points_view(store, "m1", after, "Asia/Shanghai")
+    assert (view["balance"], view["spendable"]) == (80, 30)
+    assert view["expiring"] == [{"date": "2027-03-20", "points": 30}]
+    assert [lot["expired"] for lot in view["lots"]] == [True, False]
+    expire(store, parse_time("2027-03-11T00:05:00+08:00"))
+    view = points_view(store, "m1", after, "Asia/Shanghai")
+    assert (view["balance"], view["spendable"]) == (30, 30)
+
+
 # --- disputes --------------------------------------------------------------------------
 
 def test_a_dispute_waits_for_review_and_an_upheld_one_adds_a_correcting_entry(store):

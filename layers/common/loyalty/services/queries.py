@@ -14,16 +14,22 @@ from ..ports import LedgerStore
 
 
 def points_view(store: LedgerStore, member_id: str, now: datetime, time_zone: str) -> dict:
-    """Balance, what expires on which (local) date, and the lots with points left."""
+    """Balance, what expires on which (local) date, and the lots with points left.
+
+    `balance` is the ledger's (the sum of the entries). Points whose expiry instant has
+    passed leave it at the next nightly run; until then they are `expired` in `lots`,
+    not in `expiring`, and not in `spendable` (what a redemption can use now)."""
     account = store.load_account(member_id, with_lots=True)
     zone = ZoneInfo(time_zone)
     live = [lot for lot in account.lots if lot.remaining > 0]
     by_date: dict[str, int] = defaultdict(int)
     for lot in live:
-        by_date[lot.expires_at.astimezone(zone).date().isoformat()] += lot.remaining
+        if lot.expires_at > now:
+            by_date[lot.expires_at.astimezone(zone).date().isoformat()] += lot.remaining
     return {
         "member_id": member_id,
         "balance": account.balance,
+        "spendable": max(0, sum(lot.remaining for lot in live if lot.expires_at > now) - account.debt),
         "expiring": [{"date": day, "points": points} for day, points in sorted(by_date.items())],
         "lots": [{"lot_id": lot.lot_id, "source": lot.source, "earned_at": iso(lot.earned_at),
                   "expires_at": iso(lot.expires_at), "points": lot.points, "remaining": lot.remaining,
