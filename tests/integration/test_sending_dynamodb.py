@@ -172,3 +172,33 @@ def test_our_own_rate_limit_sends_later_without_using_up_a_delivery(msgs):
     waiting = msgs.message("m-1")
     assert waiting.status == "queued" and [h[0] for h in waiting.history] == ["queued"]
     assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=8)) == "sent:whatsapp"
+
+
+def test_a_sender_short_of_time_starts_no_send_and_gives_the_rest_back_at_once(fresh_aws, msgs):
+    import json
+
+    from aws_lambda_powertools import Logger
+
+    from loyalty.web.senders import SEND_RESERVE_MS, sender_handler
+    sqs = fresh_aws.client("sqs")
+    url = fresh_aws.environ["WHATSAPP_QUEUE_URL"]
+    for message_id in ("m-1", "m-2"):
+        msgs.create_message(record(message_id=message_id))
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"message_id": message_id, "channel": "whatsapp"}))
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)["Messages"]
+    assert len(received) == 2
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "send_whatsapp", 512, "req-1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:send_whatsapp"
+
+        def get_remaining_time_in_millis(self):
+            return SEND_RESERVE_MS - 1
+
+    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                          "attributes": {"ApproximateReceiveCount": "1"}} for m in received]}
+    answer = sender_handler("whatsapp", Logger(), clock=lambda: NOW)(event, Context())
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(m["MessageId"] for m in received)
+    assert [msgs.message(i).status for i in ("m-1", "m-2")] == ["queued", "queued"]        # nothing claimed
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]     # visible again at once
+    assert len(again) == 2

@@ -9,11 +9,27 @@ from ..messaging.sending import RetryLater, SendLater, send_message
 from .sqs import process_batch
 
 
+# Time one provider call can take (connect 3 s + read 8 s) and a margin: a send is not
+# started with less left, so the function never stops in the middle of one.
+SEND_RESERVE_MS = 12_000
+
+
+class OutOfTime(Exception):
+    """Not started: too little time left before the function's timeout."""
+
+
 def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
     """A Lambda handler sending the `channel` queue's messages, reporting partial failures.
-    `clock` is the function's wall clock (the time a send is recorded at)."""
+    `clock` is the function's wall clock (the time a send is recorded at). When the batch
+    outlasts the function's time, the messages not started go back to the queue at once."""
+    context_of_batch: list = [None]
 
     def send(body: dict, record: dict) -> None:
+        context = context_of_batch[0]
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is not None and remaining() < SEND_RESERVE_MS:
+            wiring.queues().change_visibility(record["receiptHandle"], 0, channel)
+            raise OutOfTime(f"{remaining()} ms left")
         receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
@@ -35,6 +51,10 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
 
     @logger.inject_lambda_context
     def handler(event, context):
-        return process_batch(event, send, logger)
+        context_of_batch[0] = context
+        try:
+            return process_batch(event, send, logger)
+        finally:
+            context_of_batch[0] = None
 
     return handler
