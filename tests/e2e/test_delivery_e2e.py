@@ -90,15 +90,20 @@ def test_nothing_is_sent_after_stop_on_each_channel(api, member, channel, text):
     answer = api.post("/_local/inbound", {"channel": inbound_channel, "from": sender, "text": text})
     assert answer.status_code == 200 and answer.json()["status"] == 200
     assert api.get(f"/members/{member}/consents/{channel}").json()["status"] == "opted_out"
+    if channel == "sms":   # confirmed once, through Aliyun's approved template for +86 numbers
+        api.post("/_local/drain")
+        assert [m["template"] for m in outbox(api, sender) if m["template"] != "SMS_POINTS_CREDITED"] == \
+            ["SMS_OPT_OUT_CONFIRMED"]
     api.schedule("ReminderScanFunction", run.isoformat())
     assert reminders(api, sender) == []
     [skipped] = messages(api, member)
     assert skipped["status"] == "skipped"
 
 
-@pytest.mark.parametrize("channel", ["whatsapp", "wechat", "twilio"])
+@pytest.mark.parametrize("channel", ["whatsapp", "wechat", "twilio", "aliyun"])
 def test_my_points_gets_an_answer_on_each_channel(api, member, channel):
-    phone, openid = new_member(api, member, channels=({"twilio": "sms"}.get(channel, channel),))
+    phone, openid = new_member(api, member, channels=({"twilio": "sms", "aliyun": "sms"}.get(channel, channel),),
+                               phone_prefix="+8613" if channel == "aliyun" else "+8529")
     api.order(paid(member, f"o-{member}", 150000))
     sender = openid if channel == "wechat" else phone
     answer = api.post("/_local/inbound", {"channel": channel, "from": sender, "text": "我的积分"})
@@ -106,6 +111,9 @@ def test_my_points_gets_an_answer_on_each_channel(api, member, channel):
     api.post("/_local/drain")
     if channel == "wechat":
         assert "1,520" in answer.json()["body"]          # the passive reply, in the webhook's answer
+    elif channel == "aliyun":                            # Aliyun sends approved templates only
+        [reply] = [m for m in outbox(api, sender) if m.get("template") == "SMS_POINTS_BALANCE"]
+        assert reply["provider"] == "aliyun" and reply["variables"]["balance"] == "1,520"
     else:
         replies = [m for m in outbox(api, sender) if "Your points: 1,520" in (m.get("text") or "")]
         assert len(replies) == 1

@@ -86,7 +86,8 @@ def render(template: MessageTemplate, channel: str, locale: str, variables: dict
     """The payload a sender sends for `channel` (see loyalty.channels.providers)."""
     locale = locale if locale in LOCALES else "zh-CN"
     values = localised(variables, locale)
-    if free_form and template.text is not None:
+    # SMS has no service window: a reply is its SMS version (Aliyun sends approved templates only).
+    if free_form and template.text is not None and not (channel == "sms" and template.sms is not None):
         body = template.text[locale].format(**values)
         if channel == "whatsapp":
             return {"type": "text", "body": body, "preview_url": True}
