@@ -202,3 +202,32 @@ def test_a_sender_short_of_time_starts_no_send_and_gives_the_rest_back_at_once(f
     assert [msgs.message(i).status for i in ("m-1", "m-2")] == ["queued", "queued"]        # nothing claimed
     again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]     # visible again at once
     assert len(again) == 2
+
+
+def test_after_a_read_timeout_the_retry_waits_for_a_receipt_and_never_sends_twice(msgs):
+    from loyalty.channels.inbound import StatusUpdate
+    from loyalty.messaging.conversations import apply_status
+    from loyalty.messaging.sending import RECEIPT_WAIT_S
+    msgs.create_message(record())
+    no_answer = ProviderError("transient", "read_timeout", "no answer from the provider", provider="whatsapp")
+    provider = Provider(no_answer)
+    with pytest.raises(RetryLater) as retry:
+        send(msgs, provider, Queues())
+    assert retry.value.delay_s >= RECEIPT_WAIT_S
+    # Meta did take it: its status webhook carries our id (biz_opaque_callback_data)
+    update = StatusUpdate(provider="whatsapp", provider_message_id="wamid.TAKEN", status="sent",
+                          at=int((NOW + timedelta(seconds=3)).timestamp()), our_ref="m-1", recipient=None,
+                          error_code=None, error_title=None, raw_status="sent")
+    assert apply_status(update, msgs, NOW + timedelta(seconds=3)).handled == "status:sent"
+    assert send(msgs, provider, Queues(), now=NOW + timedelta(seconds=RECEIPT_WAIT_S)) == "not_claimed:sent"
+    assert provider.calls == 1
+    assert msgs.message("m-1").provider_message_id == "wamid.TAKEN"
+
+
+def test_a_connect_timeout_is_retried_on_the_usual_backoff(msgs):
+    from loyalty.messaging.sending import RECEIPT_WAIT_S
+    msgs.create_message(record())
+    never_sent = ProviderError("transient", "connect_timeout", "no connection", provider="whatsapp")
+    with pytest.raises(RetryLater) as retry:
+        send(msgs, Provider(never_sent), Queues())
+    assert retry.value.delay_s < RECEIPT_WAIT_S

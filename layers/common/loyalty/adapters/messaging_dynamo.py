@@ -166,12 +166,15 @@ class DynamoMessagingStore(DynamoTable):
         if channel is not None:
             condition += " AND channel = :ch"
             values[":ch"] = _s(channel)
+        update = "SET #s = :st, rank_ = :r, history = list_append(history, :h)"
         if provider_message_id:
             condition += " AND NOT contains(superseded, :pid)"
             values[":pid"] = _s(provider_message_id)
+            # a send whose answer timed out learns its provider id from the receipt
+            update += ", provider_message_id = if_not_exists(provider_message_id, :pid)"
         try:
             self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
-                       UpdateExpression="SET #s = :st, rank_ = :r, history = list_append(history, :h)",
+                       UpdateExpression=update,
                        ConditionExpression=condition, ExpressionAttributeNames={"#s": "status"},
                        ExpressionAttributeValues=values)
             return True

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 Send = Callable[[OutboxRecord, str, dict], "SendResult"]   # (record, channel, payload)
 
 
+# No answer after the request went out: the provider may have accepted it.
+UNCERTAIN = {"read_timeout", "connection_error"}
+RECEIPT_WAIT_S = 300
+
+
 @dataclass
 class RetryLater(Exception):
     """A transient failure: retry this queue message after `delay_s`."""
@@ -103,7 +108,13 @@ def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs,
         raise SendLater(int(wait * random.uniform(1.0, 3.0)) + 1)   # spread a backlog out
     if error.outcome == "transient":
         msgs.release_claim(record.message_id, now, detail, last=last_delivery)
-        raise RetryLater(backoff_s(record.attempts, error.retry_after_s), detail)
+        delay = backoff_s(record.attempts, error.retry_after_s)
+        if error.code in UNCERTAIN:
+            # The provider may have taken the message. Its receipt carries our id (WhatsApp
+            # biz_opaque_callback_data, Twilio's callback URL, Aliyun OutId) and marks the
+            # record sent within this wait; the retry then finds nothing to send.
+            delay = max(delay, RECEIPT_WAIT_S)
+        raise RetryLater(delay, detail)
     if error.outcome == "undeliverable" and record.fallbacks:
         following = record.fallbacks[0]
         contact = record.extra.get("to", {}).get(following)
