@@ -114,7 +114,13 @@ class SqsPoller:
         # Fill the batch for up to MaximumBatchingWindowInSeconds (on the time scale).
         deadline = time.monotonic() + self.event.batching_window * self.time_scale
         while len(batch) < self.event.batch_size and not self._stopping.is_set():
-            more = self._receive(0, self.event.batch_size - len(batch))
+            try:
+                more = self._receive(0, self.event.batch_size - len(batch))
+            except (BotoCoreError, ClientError) as exc:
+                # What is already received must run now: dropped, it would come back
+                # with a receive counted for nothing (and reach the DLQ too early).
+                log.warning("poller %s: %s; running the %d message(s) received", self._thread.name, exc, len(batch))
+                break
             batch.extend(more)
             if not more:
                 if time.monotonic() >= deadline:

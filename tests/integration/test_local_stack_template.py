@@ -215,3 +215,28 @@ def test_every_dead_letter_queue_has_an_alarm_and_every_sender_feeds_the_send_me
     # the field those patterns read is what the senders log
     sender_source = (REPO / "layers" / "common" / "loyalty" / "web" / "senders.py").read_text()
     assert '"message handled"' in sender_source and '"result": outcome.split(":", 1)[0]' in sender_source
+
+
+def test_a_poller_runs_what_it_received_when_filling_the_batch_fails():
+    """A receive whose messages are dropped would count a delivery for nothing: they
+    would come back later one receive closer to the dead-letter queue."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from infra.local.pollers import Activity, SqsPoller
+
+    model = load_template(TEMPLATE)
+    function = model.functions["SendSmsFunction"]
+    [event] = function.events_of(SqsEvent)
+    poller = SqsPoller(function.logical_id, event, model.queue_by_arn(event.queue_arn), runtime=None,
+                       endpoint_url="http://127.0.0.1:9", region=model.region, activity=Activity())
+    answers = [{"Messages": [{"MessageId": "a"}, {"MessageId": "b"}]}, EndpointConnectionError(endpoint_url="x")]
+
+    class Sqs:
+        def receive_message(self, **kwargs):
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    poller._sqs = Sqs()
+    assert [m["MessageId"] for m in poller._receive_batch()] == ["a", "b"]
