@@ -239,10 +239,10 @@ def test_partial_failures_are_retried_then_dead_lettered(stack, client):
     # when the queues drain
     summary = drain(stack)
 
-    # then the good jobs ran once, the poison one maxReceiveCount (2) times
+    # then the good jobs ran once, the poison one maxReceiveCount (3) times
     assert [i["SK"]["S"] for i in job_items(client, stack, run, "ok-1")] == ["RECEIVE#1"]
     assert [i["SK"]["S"] for i in job_items(client, stack, run, "ok-2")] == ["RECEIVE#1"]
-    assert [i["SK"]["S"] for i in job_items(client, stack, run, "poison")] == ["RECEIVE#1", "RECEIVE#2"]
+    assert [i["SK"]["S"] for i in job_items(client, stack, run, "poison")] == ["RECEIVE#1", "RECEIVE#2", "RECEIVE#3"]
     # and it sits in the dead-letter queue, counted by /_local/drain
     assert summary["drained"] is True
     assert summary["queues"]["JobsQueue"] == {"visible": 0, "in_flight": 0, "delayed": 0}
@@ -344,7 +344,7 @@ def test_resources_are_created_from_the_template(stack, client):
     assert attributes["VisibilityTimeout"] == "30"
     assert json.loads(attributes["RedrivePolicy"]) == {
         "deadLetterTargetArn": f"arn:aws:sqs:us-east-1:123456789012:{STACK}-JobsDeadLetterQueue",
-        "maxReceiveCount": 2}
+        "maxReceiveCount": 3}
     secret = client("secretsmanager").get_secret_value(SecretId=stack.model.secrets["Secrets"].arn)
     assert json.loads(secret["SecretString"])["ORDER_WEBHOOK_SECRET"] == "local-order-secret"
     parameter = client("ssm").get_parameter(Name=f"{STACK}-Settings")["Parameter"]
