@@ -94,7 +94,7 @@ class DynamoMessagingStore(DynamoTable):
 
     def message(self, message_id: str) -> OutboxRecord | None:
         item = self._call("get_item", TableName=self.table, ConsistentRead=True,
-                          Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")}).get("Item")
+                          Key=_msg_key(message_id)).get("Item")
         return _record(item) if item else None
 
     def claim(self, message_id: str, channel: str, now: datetime,
@@ -104,7 +104,7 @@ class DynamoMessagingStore(DynamoTable):
         channel, being sent until `lease_until`), from the same call."""
         try:
             item = self._call(
-                "update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
+                "update_item", TableName=self.table, Key=_msg_key(message_id),
                 UpdateExpression="SET #s = :sending, rank_ = :r, lease_until = :lease, attempts = attempts + :one",
                 ConditionExpression="channel = :ch AND "
                                     "(#s IN (:queued, :dead) OR (#s = :sending AND lease_until < :now))",
@@ -136,16 +136,16 @@ class DynamoMessagingStore(DynamoTable):
         update = "SET #s = :st, rank_ = :r"
         if not quiet:
             update += ", history = list_append(history, :h)"
-            values[":h"] = {"L": [{"L": [_s(note), _s(at.isoformat()), _s(detail)]}]}
-        self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
+            values[":h"] = _history(note, at, detail)
+        self._call("update_item", TableName=self.table, Key=_msg_key(message_id),
                    UpdateExpression=update, ConditionExpression="#s = :sending",
                    ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values)
 
     def mark_sent(self, message_id: str, provider: str, provider_message_id: str, at: datetime) -> None:
         """Sent, with the provider's id, and the alias that finds us from that id."""
-        entry = {"L": [{"L": [_s("sent"), _s(at.isoformat()), _s(provider)]}]}
+        entry = _history("sent", at, provider)
         self._transact([
-            {"Update": {"TableName": self.table, "Key": {"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
+            {"Update": {"TableName": self.table, "Key": _msg_key(message_id),
                         "UpdateExpression": "SET #s = :sent, rank_ = :r, provider = :p, provider_message_id = :pid, "
                                             "history = list_append(history, :h)",
                         "ConditionExpression": "rank_ < :r",
@@ -162,7 +162,7 @@ class DynamoMessagingStore(DynamoTable):
         on that channel, and never for a send the message has been re-sent after."""
         condition = "attribute_exists(PK) AND rank_ < :r"
         values = {":st": _s(status), ":r": _n(RANK[status]),
-                  ":h": {"L": [{"L": [_s(status), _s(at.isoformat()), _s(detail)]}]}}
+                  ":h": _history(status, at, detail)}
         if channel is not None:
             condition += " AND channel = :ch"
             values[":ch"] = _s(channel)
@@ -172,16 +172,9 @@ class DynamoMessagingStore(DynamoTable):
             values[":pid"] = _s(provider_message_id)
             # a send whose answer timed out learns its provider id from the receipt
             update += ", provider_message_id = if_not_exists(provider_message_id, :pid)"
-        try:
-            self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
-                       UpdateExpression=update,
-                       ConditionExpression=condition, ExpressionAttributeNames={"#s": "status"},
-                       ExpressionAttributeValues=values)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._call_if("update_item", TableName=self.table, Key=_msg_key(message_id), UpdateExpression=update,
+                             ConditionExpression=condition, ExpressionAttributeNames={"#s": "status"},
+                             ExpressionAttributeValues=values)
 
     def switch_channel(self, message_id: str, channel: str, to: str, at: datetime, detail: str,
                        fallbacks: tuple[str, ...] = (), *, after_receipt: bool = False,
@@ -195,7 +188,7 @@ class DynamoMessagingStore(DynamoTable):
                    "history = list_append(history, :h)")
         values = {":queued": _s("queued"), ":zero": _n(0), ":ch": _s(channel), ":to": _s(to),
                   ":fb": _s(json.dumps(list(fallbacks))),
-                  ":h": {"L": [{"L": [_s(step), _s(at.isoformat()), _s(detail)]}]}}
+                  ":h": _history(step, at, detail)}
         if payloads is not None:
             updates += ", payloads = :pl"
             values[":pl"] = _s(json.dumps(payloads, ensure_ascii=False))
@@ -208,15 +201,9 @@ class DynamoMessagingStore(DynamoTable):
         else:
             condition = "#s = :sending"
             values[":sending"] = _s("sending")
-        try:
-            self._call("update_item", TableName=self.table, Key={"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")},
-                       UpdateExpression=updates, ConditionExpression=condition,
-                       ExpressionAttributeNames={"#s": "status", "#to": "to"}, ExpressionAttributeValues=values)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._call_if("update_item", TableName=self.table, Key=_msg_key(message_id), UpdateExpression=updates,
+                             ConditionExpression=condition, ExpressionAttributeNames={"#s": "status", "#to": "to"},
+                             ExpressionAttributeValues=values)
 
     def message_id_for(self, provider: str, provider_message_id: str) -> str | None:
         item = self._call("get_item", TableName=self.table,
@@ -252,15 +239,19 @@ class DynamoMessagingStore(DynamoTable):
     # --- inbound pushes ------------------------------------------------------------------
     def store_inbound(self, provider: str, dedup_key: str, body: dict, at: datetime) -> bool:
         """Keep a provider push before acknowledging it; False for a provider's retry."""
-        try:
-            self._call("put_item", TableName=self.table, ConditionExpression="attribute_not_exists(PK)",
-                       Item={"PK": _s(f"INBOUND#{provider}#{dedup_key}"), "SK": _s("IN"),
-                             "body": _s(json.dumps(body, ensure_ascii=False, default=str)), "at": _s(at.isoformat())})
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._call_if("put_item", TableName=self.table, ConditionExpression="attribute_not_exists(PK)",
+                             Item={"PK": _s(f"INBOUND#{provider}#{dedup_key}"), "SK": _s("IN"),
+                                   "body": _s(json.dumps(body, ensure_ascii=False, default=str)),
+                                   "at": _s(at.isoformat())})
+
+
+def _msg_key(message_id: str) -> dict:
+    return {"PK": _s(f"MSG#{message_id}"), "SK": _s("MSG")}
+
+
+def _history(status: str, at: datetime, detail: str) -> dict:
+    """One history entry, as a list to append: (status, ISO time, detail)."""
+    return {"L": [{"L": [_s(status), _s(at.isoformat()), _s(detail)]}]}
 
 
 def _caps_update(table: str, member_id: str, read: CapCounters, new: CapCounters) -> dict:

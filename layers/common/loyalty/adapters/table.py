@@ -30,3 +30,14 @@ class DynamoTable:
             if exc.response["Error"]["Code"] in TRANSIENT_CODES:
                 raise Transient(exc.response["Error"]["Code"]) from exc
             raise
+
+    def _call_if(self, operation: str, **kwargs) -> bool:
+        """A conditional write: True when done, False when its condition did not hold."""
+        from botocore.exceptions import ClientError
+        try:
+            self._call(operation, **kwargs)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise

@@ -22,10 +22,8 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
     """A Lambda handler sending the `channel` queue's messages, reporting partial failures.
     `clock` is the function's wall clock (the time a send is recorded at). When the batch
     outlasts the function's time, the messages not started go back to the queue at once."""
-    context_of_batch: list = [None]
 
-    def send(body: dict, record: dict) -> None:
-        context = context_of_batch[0]
+    def send(body: dict, record: dict, context) -> None:
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if remaining is not None and remaining() < SEND_RESERVE_MS:
             wiring.queues().change_visibility(record["receiptHandle"], 0, channel)
@@ -51,10 +49,6 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
 
     @logger.inject_lambda_context
     def handler(event, context):
-        context_of_batch[0] = context
-        try:
-            return process_batch(event, send, logger)
-        finally:
-            context_of_batch[0] = None
+        return process_batch(event, lambda body, record: send(body, record, context), logger)
 
     return handler
