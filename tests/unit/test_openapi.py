@@ -10,27 +10,12 @@ import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import OpenAPIV30SpecValidator
 
+from infra.local.template import read_template
 from loyalty.web import models
 from loyalty.web.signatures import verify_order_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that reads CloudFormation short-form tags (!Ref, !Sub, !GetAtt, ...)
-    as plain values instead of failing on them."""
-
-
-def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_mapping(node, deep=True)
-
-
-_CfnLoader.add_multi_constructor("!", _any_tag)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +25,7 @@ def spec() -> dict:
 
 @pytest.fixture(scope="module")
 def template_routes() -> set[tuple[str, str]]:
-    template = yaml.load((ROOT / "template.yaml").read_text("utf-8"), Loader=_CfnLoader)  # noqa: S506 - safe subclass
+    template = read_template(ROOT / "template.yaml")
     routes = set()
     for resource in template["Resources"].values():
         for event in (resource.get("Properties") or {}).get("Events", {}).values():
