@@ -28,9 +28,11 @@ class Context:
 
 def order_event(body: dict) -> dict:
     raw = json.dumps(body)
-    return {"resource": "/webhooks/orders", "path": "/webhooks/orders", "httpMethod": "POST",
-            "headers": {"X-Signature": sign_order_body("local-order-secret", raw.encode(), int(time.time()))},
-            "requestContext": {"requestId": "bench", "stage": "v1"}, "body": raw, "isBase64Encoded": False}
+    return {"version": "2.0", "routeKey": "POST /webhooks/orders", "rawPath": "/webhooks/orders", "rawQueryString": "",
+            "headers": {"x-signature": sign_order_body("local-order-secret", raw.encode(), int(time.time()))},
+            "requestContext": {"requestId": "bench", "stage": "$default", "routeKey": "POST /webhooks/orders",
+                               "http": {"method": "POST", "path": "/webhooks/orders"}},
+            "body": raw, "isBase64Encoded": False}
 
 
 def credits(counter, row, n: int = 30) -> None:

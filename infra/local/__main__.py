@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(stack.banner(), flush=True)
+        print(_token_help(stack), flush=True)
         if args.demo:
             _run_demo(stack.api_url)
         print("Serving; Ctrl-C to stop.", flush=True)
@@ -51,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopping the local stack.", flush=True)
         stack.stop()
     return 0
+
+
+def _token_help(stack: LocalStack) -> str:
+    """A ready access token (every scope, 12 hours) and how to get others."""
+    if stack.issuer.issuer is None:
+        return ""  # the template has no JWT authorizer: nothing needs a token
+    token = stack.issuer.issue("local-operator", expires_in=43200)
+    return "\n".join([
+        "Access token (all four scopes, 12 h; every route but /webhooks/* needs one):",
+        f"  export TOKEN={token}",
+        f'  curl -H "Authorization: Bearer $TOKEN" {stack.api_url}/catalog',
+        f"  others: curl -X POST {stack.api_url}/_local/token -d '{{\"subject\": \"shop\", "
+        '\"scopes\": [\"loyalty/members.read\"], \"expires_in\": 3600}\'',
+        ""])
 
 
 def _run_demo(base_url: str) -> None:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
+from .authorizer import Denied, LocalIssuer, authorize
 from .http import Request, Response
 from .runtime import FunctionRuntime
 from .template import ApiEvent, TemplateModel, api_id
@@ -34,16 +35,24 @@ class LambdaProxyIntegration:
     """A router handler that invokes one function for one Api/HttpApi event."""
 
     def __init__(self, runtime: FunctionRuntime, model: TemplateModel, function_id: str,
-                 event: ApiEvent):
+                 event: ApiEvent, issuer: LocalIssuer | None = None):
         self.runtime = runtime
         self.model = model
         self.function_id = function_id
         self.event = event
+        self.issuer = issuer
 
     def __call__(self, request: Request, params: dict[str, str]) -> Response:
         request_id = str(uuid.uuid4())
+        try:  # the authorizer runs first: a refused request never reaches the function
+            verified = authorize(self.issuer, request, self.event)
+        except Denied as denied:
+            denied.response.headers.append(("x-amzn-RequestId", request_id))
+            return denied.response
         if self.event.kind == "HttpApi":
             proxy_event = http_api_event(request, params, self.event, self.model, request_id)
+            if verified is not None:
+                proxy_event["requestContext"]["authorizer"] = verified.request_context()
         else:
             proxy_event = rest_api_event(request, params, self.event, self.model, request_id)
         try:

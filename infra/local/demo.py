@@ -25,6 +25,12 @@ class Story:
         self.out = out
         self.http = requests.Session()
         self.secret = os.environ.get("ORDER_WEBHOOK_SECRET", "local-order-secret")
+        # The shop's backend and the operator console each hold an access token (in AWS:
+        # the Cognito token URL; here the local user pool). One token with all four
+        # scopes keeps the story short; the story shows what happens without one.
+        self.token = self.http.post(self.base + "/_local/token", json={"subject": "demo-operator"},
+                                    timeout=30).json()["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
 
     def say(self, when: datetime | str, text: str) -> None:
         stamp = when if isinstance(when, str) else when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
@@ -55,6 +61,14 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     out("")
     out("Demo story: a member's year in points (every step is an HTTP call to " + s.base + ")")
     out("")
+    anonymous = requests.get(s.base + "/members/ana/points", timeout=30)
+    member_only = s.http.post(s.base + "/_local/token", json={"subject": "shop-backend",
+                                                               "scopes": ["loyalty/members.read"]}, timeout=30).json()
+    forbidden = requests.post(s.base + "/members/ana/adjustments", timeout=30,
+                              json={"points": 1000, "reason": "free points", "idempotency_key": "x"},
+                              headers={"Authorization": f"Bearer {member_only['access_token']}"})
+    s.say(first - timedelta(minutes=6), f"no token: GET /members/ana/points -> {anonymous.status_code}; a backend token "
+                                        f"with members.read only: POST .../adjustments -> {forbidden.status_code}")
     s.call("PUT", "/members/ana", {"name": "Ana", "phone": "+85291234567", "locale": "zh-HK",
                                     "time_zone": "Asia/Hong_Kong", "preferred_channels": ["whatsapp", "sms"]})
     s.say(first - timedelta(minutes=5), "Ana joins: PUT /members/ana (zh-HK, WhatsApp then SMS)")

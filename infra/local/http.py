@@ -10,8 +10,11 @@ Routes come from two places and are matched the same way:
 A handler is any callable `(request, path_params) -> Response`.
 
 Matching follows API Gateway: the most specific path wins (a literal segment beats
-{param}, which beats a greedy {proxy+}), then the method; a known path with another
-method answers 405, an unknown path 404.
+{param}, which beats a greedy {proxy+}), then the method. What no route matches is
+answered as the API that would have received it: an HTTP API says 404
+`{"message": "Not Found"}` for an unknown path or method, a REST API 403
+`{"message": "Missing Authentication Token"}`; local control routes answer 404 / 405.
+Any method and any malformed request get JSON, never http.server's HTML pages.
 """
 
 from __future__ import annotations
@@ -76,12 +79,17 @@ Handler = Callable[[Request, dict[str, str]], Response]
 
 
 class NoRoute(Exception):
-    """No route matches: `status` is 404 (unknown path) or 405 (other method)."""
+    """No route matches; `response` is what the API that owns the path would answer."""
 
-    def __init__(self, status: int, allowed: list[str] | None = None):
+    def __init__(self, status: int, message: str, allowed: list[str] | None = None):
         super().__init__(status)
         self.status = status
-        self.allowed = allowed or []
+        headers = [("Allow", ", ".join(allowed))] if allowed else []
+        self.response = Response.json(status, {"message": message}, headers)
+
+
+_HTTP_API_MISS = (404, "Not Found")
+_REST_API_MISS = (403, "Missing Authentication Token")
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class Route:
     path: str
     handler: Handler
     description: str = ""
+    api_kind: str | None = None  # "Api" (REST), "HttpApi", or None for a local control route
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -136,9 +145,11 @@ class Router:
         self._routes: list[Route] = []
         self._lock = threading.Lock()
 
-    def add(self, method: str, path: str, handler: Handler, description: str = "") -> Route:
-        """Register a route; ValueError if the same method and path already exist."""
-        route = Route(method.upper(), "/" + path.strip("/"), handler, description)
+    def add(self, method: str, path: str, handler: Handler, description: str = "",
+            api_kind: str | None = None) -> Route:
+        """Register a route; ValueError if the same method and path already exist.
+        `api_kind` ("Api" or "HttpApi") makes a miss on it answer as that API would."""
+        route = Route(method.upper(), "/" + path.strip("/"), handler, description, api_kind)
         with self._lock:
             for existing in self._routes:
                 if existing.method == route.method and existing.segments == route.segments:
@@ -155,10 +166,14 @@ class Router:
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for a request and its path parameters; NoRoute if none."""
-        candidates = [(route, params) for route in self.routes
+        routes = self.routes
+        candidates = [(route, params) for route in routes
                       if (params := route.match_path(path)) is not None]
         if not candidates:
-            raise NoRoute(404)
+            kinds = {route.api_kind for route in routes if route.api_kind}
+            if path.startswith("/_local/") or not kinds:
+                raise NoRoute(404, "Not Found")
+            raise NoRoute(*(_HTTP_API_MISS if "HttpApi" in kinds else _REST_API_MISS))
         # API Gateway picks the resource first (most specific path), then the method.
         best = min(route.specificity() for route, _ in candidates)
         on_resource = [(r, p) for r, p in candidates if r.specificity() == best]
@@ -166,7 +181,12 @@ class Router:
             for route, params in on_resource:
                 if route.method == wanted:
                     return route, params
-        raise NoRoute(405, sorted({route.method for route, _ in on_resource}))
+        kind = on_resource[0][0].api_kind
+        if kind == "HttpApi":
+            raise NoRoute(*_HTTP_API_MISS)
+        if kind == "Api":
+            raise NoRoute(*_REST_API_MISS)
+        raise NoRoute(405, "Method Not Allowed", sorted({route.method for route, _ in on_resource}))
 
 
 class HttpServer:
@@ -234,9 +254,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             route, params = self.router.match(request.method, request.path)
         except NoRoute as exc:
-            headers = [("Allow", ", ".join(exc.allowed))] if exc.allowed else []
-            message = "Not Found" if exc.status == 404 else "Method Not Allowed"
-            return self._send(Response.json(exc.status, {"message": message}, headers))
+            return self._send(exc.response)
         try:
             response = route.handler(request, params)
         except Exception:  # a broken control route must not take the server down
@@ -289,8 +307,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    # API Gateway's methods all go through the router; others get http.server's 501.
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
+    # Every method goes through the router (API Gateway answers unknown ones as unknown
+    # routes), so http.server never answers with its HTML 501 page.
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Malformed request lines and headers: JSON like everything else, then close.
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # unparsed: answer with a status line anyway
+            self.request_version = self.protocol_version
+        try:
+            self._send(Response.json(code, {"message": message or self.responses.get(code, ("Error",))[0]}))
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)  # _dispatch logs one readable line per request

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .apigateway import LambdaProxyIntegration
+from .authorizer import LocalIssuer
 from .emulator import Emulator, time_scale_from_env
 from .http import HttpServer, Request, Response, Router
 from .pollers import DRAIN_TIMEOUT, Pollers
@@ -28,7 +29,7 @@ from .resources import create_resources
 from .runtime import FunctionRuntime
 from .sandbox import BASE_PATHS, ProviderSandbox
 from .schedules import ScheduleRunner, SimulatedClock, iso_utc
-from .template import DEFAULT_STACK_NAME, ApiEvent, ScheduleEvent, TemplateModel, load_template, read_template
+from .template import DEFAULT_STACK_NAME, ScheduleEvent, TemplateModel, load_template, read_template
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class LocalStack:
         self.pollers: Pollers | None = None
         self.schedules: ScheduleRunner | None = None
         self._http: HttpServer | None = None
+        self.issuer: LocalIssuer | None = None
         self._started_extensions: list[Extension] = []
 
     # -- addresses
@@ -129,6 +131,7 @@ class LocalStack:
         self.runtime = FunctionRuntime(self.model, self.emulator.url).start()
         self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=self.time_scale)
         self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock)
+        self.issuer = LocalIssuer(self.model)
         self._add_template_routes()
         self._add_control_routes()
         for extension in self.extensions:
@@ -205,10 +208,9 @@ class LocalStack:
 
     # -- routes
     def _add_template_routes(self) -> None:
-        for function in self.model.functions.values():
-            for event in function.events_of(ApiEvent):
-                integration = LambdaProxyIntegration(self.runtime, self.model, function.logical_id, event)
-                self.router.add(event.method, event.path, integration, function.logical_id)
+        for function, event in self.model.api_events():
+            integration = LambdaProxyIntegration(self.runtime, self.model, function.logical_id, event, self.issuer)
+            self.router.add(event.method, event.path, integration, function.logical_id, event.kind)
 
     def _add_control_routes(self) -> None:
         self.router.add("GET", "/_local/health",
@@ -216,6 +218,10 @@ class LocalStack:
         self.router.add("POST", "/_local/drain", self._handle_drain, "wait until the queues are empty")
         self.router.add("POST", "/_local/schedules/{function}", self.schedules.handle,
                         'run a schedule at {"time": "<ISO 8601>"}')
+        self.router.add("POST", "/_local/token", self.issuer.handle_token,
+                        'an access token: {"subject", "scopes", "expires_in"}')
+        self.router.add("GET", "/_local/jwks.json", lambda request, params: Response.json(200, self.issuer.jwks()),
+                        "the local user pool's signing keys")
 
     def _handle_drain(self, request: Request, params: dict[str, str]) -> Response:
         try:

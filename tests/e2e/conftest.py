@@ -22,9 +22,11 @@ def stack():
 class Api:
     """A thin client: the raw HTTP calls a caller would make."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, token: str | None = None):
         self.base = base
         self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.http.get(self.base + path, timeout=60, **kw)
@@ -53,8 +55,28 @@ class Api:
         return response.json()
 
 
+def token(base: str, **claims) -> str:
+    """An access token from the local user pool (POST /_local/token): all four scopes
+    unless `scopes=[...]` says otherwise."""
+    response = requests.post(base + "/_local/token", json=claims, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+@pytest.fixture(scope="session")
+def operator_token(stack) -> str:
+    return token(stack.api_url, subject="e2e-operator", expires_in=86400)
+
+
 @pytest.fixture
-def api(stack):
+def api(stack, operator_token):
+    """A caller holding every scope (an operator's console and a member backend in one)."""
+    return Api(stack.api_url, operator_token)
+
+
+@pytest.fixture
+def anonymous(stack):
+    """A caller without a token."""
     return Api(stack.api_url)
 
 

@@ -20,4 +20,7 @@ def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
         assert "Chen sends 我的积分 on WeChat -> 您的积分：908" in output, output
         assert "consent opted_out at once" in output, output
         assert "demo story failed" not in output
-        assert requests.get(running.api_url + "/members/ana/points", timeout=10).json()["balance"] == 48
+        assert "no token: GET /members/ana/points -> 401" in output and "adjustments -> 403" in output, output
+        token = requests.post(running.api_url + "/_local/token", json={}, timeout=10).json()["access_token"]
+        assert requests.get(running.api_url + "/members/ana/points", timeout=10,
+                            headers={"Authorization": f"Bearer {token}"}).json()["balance"] == 48

@@ -34,8 +34,7 @@ def order_event(body: dict | str, *, signed_at: int | None = None, secret: str =
     raw = body if isinstance(body, str) else json.dumps(body)
     event["body"] = raw
     header = signature if signature is not None else sign_order_body(secret, raw.encode(), signed_at or int(time.time()))
-    event["headers"]["X-Signature"] = header
-    event["multiValueHeaders"]["X-Signature"] = [header]
+    event["headers"]["x-signature"] = header
     return event
 
 
@@ -56,7 +55,7 @@ def members(fresh_aws):
 
 def points(members, member="m-ana"):
     event = json.loads((EVENTS / "members_get_points.json").read_text())
-    event["path"] = f"/members/{member}/points"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/members/{member}/points"
     event["pathParameters"] = {"member_id": member}
     response = members(event, Context())
     assert response["statusCode"] == 200
@@ -65,7 +64,7 @@ def points(members, member="m-ana"):
 
 def test_the_sample_event_credits_the_member(orders, members):
     event = json.loads((EVENTS / "order_paid.json").read_text())
-    event["headers"]["X-Signature"] = sign_order_body(SECRET, event["body"].encode(), int(time.time()))
+    event["headers"]["x-signature"] = sign_order_body(SECRET, event["body"].encode(), int(time.time()))
     response = orders(event, Context())
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"event_id": "evt-1001-paid", "member_id": "m-ana", "points": 143, "balance": 143}
@@ -83,7 +82,7 @@ def test_the_secret_comes_from_secrets_manager(orders, fresh_aws, monkeypatch):
 def test_a_missing_or_malformed_signature_is_refused_and_changes_nothing(orders, members, signature):
     event = order_event(paid_body(), signature=signature if signature is not None else "")
     if signature is None:
-        del event["headers"]["X-Signature"]
+        del event["headers"]["x-signature"]
     response = orders(event, Context())
     assert response["statusCode"] == 401
     assert points(members)["balance"] == 0

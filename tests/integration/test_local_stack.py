@@ -165,14 +165,37 @@ def test_response_maps_status_headers_and_base64_body(stack):
     assert response.headers["Content-Type"] == "application/octet-stream"
 
 
-def test_unknown_path_is_404_and_other_method_is_405(stack):
+def test_misses_answer_as_the_api_that_owns_the_path(stack):
+    # An HTTP API (EchoV2) serves the stack: an unknown path is its 404.
     missing = requests.get(f"{stack.api_url}/nowhere", timeout=10)
     assert missing.status_code == 404
     assert missing.json() == {"message": "Not Found"}
-
+    # Another method on a REST API resource: REST's 403, as API Gateway answers it.
     wrong = requests.delete(f"{stack.api_url}/items/1/notes/2", timeout=10)
-    assert wrong.status_code == 405
-    assert set(wrong.headers["Allow"].split(", ")) == {"GET", "POST"}
+    assert wrong.status_code == 403
+    assert wrong.json() == {"message": "Missing Authentication Token"}
+    # Another method on an HTTP API route: its 404.
+    other = requests.get(f"{stack.api_url}/v2/echo/x", timeout=10)
+    assert (other.status_code, other.json()) == (404, {"message": "Not Found"})
+    # A control route: 405 with Allow.
+    control = requests.delete(f"{stack.api_url}/_local/drain", timeout=10)
+    assert control.status_code == 405 and control.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("method", ["FOO", "TRACE", "CONNECT", "PROPFIND"])
+def test_any_method_gets_json_never_an_html_page(stack, method):
+    status, headers, body = echo(stack, method, "/nowhere")
+    assert status == 404 and body == {"message": "Not Found"}
+    assert dict(headers)["Content-Type"] == "application/json"
+
+
+def test_a_malformed_request_gets_a_json_400(stack):
+    port = int(stack.api_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"GET /x HTTP/1.1 extra\r\n\r\n")
+        reply = connection.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400") or reply.startswith(b"HTTP/1.0 400")
+    assert b"application/json" in reply and b"<html" not in reply.lower()
 
 
 def test_handler_exception_is_a_502_as_api_gateway_answers(stack):

@@ -41,10 +41,16 @@ def test_globals_apply_to_every_function_and_the_function_wins():
 def test_events_of_the_real_template_are_read():
     model = load_template(TEMPLATE)
 
-    routes = {(e.method, e.path, e.stage)
+    routes = {(e.method, e.path, e.stage): e
               for f in model.functions.values() for e in f.events_of(ApiEvent)}
-    assert ("POST", "/webhooks/orders", "v1") in routes
-    assert ("PUT", "/members/{member_id}/consents/{channel}", "v1") in routes
+    assert routes[("POST", "/webhooks/orders", "$default")].authorizer is None
+    consent = routes[("PUT", "/members/{member_id}/consents/{channel}", "$default")]
+    assert consent.kind == "HttpApi" and consent.scopes == ("loyalty/members.write",)
+    pool = model.token_clients["BackendClient"]
+    assert consent.authorizer.issuer.startswith("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_")
+    assert pool.client_id in consent.authorizer.audience and consent.authorizer.header == "Authorization"
+    assert set(model.scopes) == {"loyalty/members.read", "loyalty/members.write", "loyalty/ops.read",
+                                 "loyalty/ops.write"}
     (nightly,) = model.functions["ExpiryScanFunction"].events
     assert nightly.kind == "ScheduleV2"
     assert nightly.timezone == "Asia/Shanghai"
@@ -240,3 +246,52 @@ def test_a_poller_runs_what_it_received_when_filling_the_batch_fails():
 
     poller._sqs = Sqs()
     assert [m["MessageId"] for m in poller._receive_batch()] == ["a", "b"]
+
+
+AUTH_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Pool: {Type: AWS::Cognito::UserPool}
+  Client: {Type: AWS::Cognito::UserPoolClient, Properties: {UserPoolId: !Ref Pool, AllowedOAuthScopes: [a/read]}}
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            AuthorizationScopes: [a/default]
+            JwtConfiguration: {issuer: !Sub "https://cognito-idp.${AWS::Region}.amazonaws.com/${Pool}", audience: [!Ref Client]}
+            IdentitySource: $request.header.X-Token
+          Lambda:
+            FunctionArn: arn:aws:lambda:us-east-1:123456789012:function:auth
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Events:
+        Open: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /open, Method: GET, Auth: {Authorizer: NONE}}}
+        Default: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /default, Method: GET}}
+        Scoped: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /scoped, Method: GET, Auth: {AuthorizationScopes: [a/read]}}}
+"""
+
+
+def test_route_authorizers_follow_sams_rules(tmp_path):
+    (tmp_path / "template.yaml").write_text(AUTH_TEMPLATE)
+    model = load_template(tmp_path / "template.yaml")
+    events = {e.path: e for _, e in model.api_events()}
+    assert events["/open"].authorizer is None
+    assert events["/default"].scopes == ("a/default",)  # the authorizer's own scopes
+    assert events["/scoped"].scopes == ("a/read",)      # the route's win
+    assert events["/scoped"].authorizer.header == "X-Token"
+    assert events["/scoped"].authorizer.audience == (model.token_clients["Client"].client_id,)
+
+
+@pytest.mark.parametrize("route_auth", ["{Authorizer: Lambda}", "{Authorizer: AWS_IAM}"])
+def test_an_authorizer_the_local_stack_cannot_check_fails_loudly(tmp_path, route_auth):
+    text = AUTH_TEMPLATE.replace("Path: /open, Method: GET, Auth: {Authorizer: NONE}",
+                                 f"Path: /open, Method: GET, Auth: {route_auth}")
+    (tmp_path / "template.yaml").write_text(text)
+    with pytest.raises(TemplateError, match="authorizer"):
+        load_template(tmp_path / "template.yaml")

@@ -100,6 +100,25 @@ def test_every_implemented_operation_documents_its_errors(spec):
             assert ("errors" in schema["required"]) == (code == "400"), f"{method} {path} {code}"
 
 
+def test_every_operation_states_the_scopes_the_template_gives_its_route(spec):
+    from infra.local.template import load_template
+    model = load_template(ROOT / "template.yaml")
+    routes = {(event.method, event.path): event for _, event in model.api_events()}
+    for method, path, op in _operations(spec):
+        event = routes[(method, path)]
+        if path.startswith("/webhooks/"):
+            assert event.authorizer is None, f"{method} {path}: a signed webhook takes no bearer token"
+            assert all("cognito" not in requirement for requirement in op.get("security", [])), f"{method} {path}"
+            continue
+        assert event.authorizer is not None and event.scopes, f"{method} {path}: no authorizer or scopes"
+        # OpenAPI lists alternatives; API Gateway admits a token with any one of the route's scopes.
+        assert op["security"] == [{"cognito": [scope]} for scope in event.scopes], f"{method} {path}"
+        assert {"401", "403"} <= set(op["responses"]), f"{method} {path}"
+        documented = set(spec["components"]["securitySchemes"]["cognito"]["flows"]["clientCredentials"]["scopes"]) | \
+            set(spec["components"]["securitySchemes"]["cognito"]["flows"]["authorizationCode"]["scopes"])
+        assert set(event.scopes) <= documented and set(event.scopes) <= set(model.scopes), f"{method} {path}"
+
+
 def test_the_order_webhook_documents_its_contract(spec):
     op = spec["paths"]["/webhooks/orders"]["post"]
     assert op["security"] == [{"orderSignature": []}]

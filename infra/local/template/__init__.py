@@ -11,12 +11,12 @@ Modules: source (the YAML, through cfn-lint's decoder), resolver (intrinsic func
 model (the dataclasses), sam (SAM's Globals, functions and events; loading).
 """
 
-from .model import (ApiEvent, FunctionSpec, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec, SqsEvent,
-                    TableSpec, TemplateError, TemplateModel)
+from .model import (ApiEvent, FunctionSpec, JwtAuthorizer, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec, SqsEvent,
+                    TableSpec, TemplateError, TemplateModel, TokenClient)
 from .resolver import Resolver, api_id
 from .sam import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME, load_template, merge_globals
 from .source import read_template
 
-__all__ = ["ApiEvent", "FunctionSpec", "ParameterSpec", "QueueSpec", "ScheduleEvent", "SecretSpec", "SqsEvent",
+__all__ = ["ApiEvent", "FunctionSpec", "JwtAuthorizer", "TokenClient", "ParameterSpec", "QueueSpec", "ScheduleEvent", "SecretSpec", "SqsEvent",
            "TableSpec", "TemplateError", "TemplateModel", "Resolver", "api_id", "DEFAULT_ACCOUNT_ID", "DEFAULT_REGION",
            "DEFAULT_STACK_NAME", "load_template", "merge_globals", "read_template"]

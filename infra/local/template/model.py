@@ -11,6 +11,21 @@ class TemplateError(ValueError):
 
 
 @dataclass(frozen=True)
+class JwtAuthorizer:
+    """An HTTP API's JWT authorizer: who may issue tokens and for which clients."""
+
+    name: str
+    issuer: str
+    audience: tuple[str, ...]
+    identity_source: str  # "$request.header.Authorization"
+
+    @property
+    def header(self) -> str:
+        """The request header that carries the token."""
+        return self.identity_source.removeprefix("$request.header.")
+
+
+@dataclass(frozen=True)
 class ApiEvent:
     """An `Api` (REST, payload 1.0) or `HttpApi` (payload 2.0) event of a function."""
 
@@ -20,6 +35,18 @@ class ApiEvent:
     method: str  # upper case; "ANY" matches every method
     api_id: str  # logical id of the API resource (or SAM's implicit one)
     stage: str
+    authorizer: JwtAuthorizer | None = None  # None: open (Authorizer: NONE, or no auth at all)
+    scopes: tuple[str, ...] = ()  # the route's AuthorizationScopes: a token needs one of them
+
+
+@dataclass(frozen=True)
+class TokenClient:
+    """A Cognito app client: its id (the token's client_id) and the scopes it may ask for."""
+
+    logical_id: str
+    client_id: str
+    scopes: tuple[str, ...]
+    flows: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,20 @@ class TemplateModel:
     queues: dict[str, QueueSpec] = field(default_factory=dict)
     secrets: dict[str, SecretSpec] = field(default_factory=dict)
     ssm_parameters: dict[str, ParameterSpec] = field(default_factory=dict)
+    token_clients: dict[str, TokenClient] = field(default_factory=dict)
+    scopes: tuple[str, ...] = ()  # every scope the user pools' resource servers define
+
+    def api_events(self) -> list[tuple[FunctionSpec, ApiEvent]]:
+        """Every route of the template with the function it invokes."""
+        return [(function, event) for function in self.functions.values() for event in function.events_of(ApiEvent)]
+
+    def authorizers(self) -> list[JwtAuthorizer]:
+        """The distinct JWT authorizers the routes use."""
+        found: dict[tuple[str, str], JwtAuthorizer] = {}
+        for _, event in self.api_events():
+            if event.authorizer is not None:
+                found.setdefault((event.api_id, event.authorizer.name), event.authorizer)
+        return list(found.values())
 
     def queue_by_arn(self, arn: str) -> QueueSpec:
         """The queue with this ARN; TemplateError if the template has none."""

@@ -98,6 +98,12 @@ class Resolver:
         if kind in ("AWS::Serverless::Api", "AWS::Serverless::HttpApi",
                     "AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api"):
             return api_id(logical_id)
+        if kind == "AWS::Cognito::UserPool":  # ids in Cognito's shapes, stable per stack
+            return f"{self.region}_{_stable_id(self.stack_name, logical_id, 9, upper=True)}"
+        if kind == "AWS::Cognito::UserPoolClient":
+            return _stable_id(self.stack_name, logical_id, 26)
+        if kind == "AWS::Cognito::UserPoolDomain":
+            return str(self.resolve((self.resources[logical_id].get("Properties") or {}).get("Domain")))
         # Tables, parameters, functions and log groups: !Ref gives the name.
         return name
 
@@ -121,6 +127,11 @@ class Resolver:
                       "Type": self.resolve(properties.get("Type"))}
         elif kind == "AWS::Logs::LogGroup":
             values = {"Arn": self.arn("logs", f"log-group:{name}:*")}
+        elif kind == "AWS::Cognito::UserPool":
+            pool = self.ref(logical_id)
+            values = {"Arn": self.arn("cognito-idp", f"userpool/{pool}"),
+                      "ProviderURL": f"cognito-idp.{self.region}.amazonaws.com/{pool}",
+                      "ProviderName": f"cognito-idp.{self.region}.amazonaws.com/{pool}", "UserPoolId": pool}
         if attribute not in values:
             raise TemplateError(f"!GetAtt {logical_id}.{attribute} ({kind}) is not supported locally")
         return values[attribute]
@@ -224,6 +235,14 @@ class Resolver:
             return str(self.ref(expression))
 
         return _SUB_VARIABLE.sub(replace, text)
+
+
+def _stable_id(stack_name: str, logical_id: str, length: int, upper: bool = False) -> str:
+    import hashlib
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" if upper else \
+        "abcdefghijklmnopqrstuvwxyz0123456789"
+    digest = hashlib.sha256(f"{stack_name}/{logical_id}".encode()).digest()
+    return "".join(alphabet[byte % len(alphabet)] for byte in digest[:length])
 
 
 def api_id(logical_id: str) -> str:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .model import (ApiEvent, FunctionSpec, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec, SqsEvent,
-                    TableSpec, TemplateError, TemplateModel)
+from .model import (ApiEvent, FunctionSpec, JwtAuthorizer, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec,
+                    SqsEvent, TableSpec, TemplateError, TemplateModel, TokenClient)
 from .resolver import as_env_value, Resolver, truthy
 from .source import read_template
 
@@ -91,6 +91,7 @@ def load_template(path: str | Path, *, parameter_overrides: dict[str, str] | Non
             model.ssm_parameters[logical_id] = ParameterSpec(
                 logical_id, resolver.physical_name(logical_id),
                 str(resolved.get("Type", "String")), str(resolved.get("Value", "")))
+    model.token_clients, model.scopes = _token_clients(resolver)
     return model
 
 
@@ -189,6 +190,49 @@ def _api_event(resolver: Resolver, name: str, kind: str, raw: dict) -> ApiEvent:
     if not path or not method:
         raise TemplateError(f"{kind} event {name} needs Path and Method")
     method = str(method).upper()
+    authorizer, scopes = _route_auth(resolver, name, kind, api_properties.get("Auth") or {}, raw.get("Auth") or {})
     return ApiEvent(name=name, kind=kind, path=str(path),
                     method="ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method,
-                    api_id=api_logical_id, stage=stage)
+                    api_id=api_logical_id, stage=stage, authorizer=authorizer, scopes=scopes)
+
+
+def _route_auth(resolver: Resolver, name: str, kind: str, api_auth: dict,
+                route_auth: dict) -> tuple[JwtAuthorizer | None, tuple[str, ...]]:
+    """The authorizer and scopes API Gateway applies to one route, as SAM wires them: the
+    route's `Auth.Authorizer` (NONE = open), else the API's DefaultAuthorizer; the route's
+    AuthorizationScopes, else the authorizer's own. Kinds the local stack cannot check
+    (Lambda, IAM, REST Cognito authorizers) fail here rather than run open."""
+    api_auth, route_auth = resolver.resolve(api_auth), resolver.resolve(route_auth)
+    chosen = route_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+    if chosen in (None, "NONE"):
+        return None, ()
+    if chosen == "AWS_IAM" or kind != "HttpApi":
+        raise TemplateError(f"event {name}: authorizer {chosen} ({kind}) is not supported locally; "
+                            "the local stack checks HTTP API JWT authorizers")
+    spec = (api_auth.get("Authorizers") or {}).get(chosen)
+    if not isinstance(spec, dict) or "JwtConfiguration" not in spec:
+        raise TemplateError(f"event {name}: authorizer {chosen} is not a JWT authorizer of its API")
+    jwt = spec["JwtConfiguration"]
+    authorizer = JwtAuthorizer(name=str(chosen), issuer=str(jwt.get("issuer", "")),
+                               audience=tuple(str(a) for a in jwt.get("audience") or ()),
+                               identity_source=str(spec.get("IdentitySource", "$request.header.Authorization")))
+    if not authorizer.issuer or not authorizer.audience:
+        raise TemplateError(f"authorizer {chosen}: JwtConfiguration needs issuer and audience")
+    scopes = route_auth.get("AuthorizationScopes", spec.get("AuthorizationScopes")) or ()
+    return authorizer, tuple(str(scope) for scope in scopes)
+
+
+def _token_clients(resolver: Resolver) -> tuple[dict[str, TokenClient], tuple[str, ...]]:
+    """Cognito app clients (their ids and allowed scopes) and the resource servers' scopes."""
+    clients: dict[str, TokenClient] = {}
+    scopes: list[str] = []
+    for logical_id, resource in resolver.resources.items():
+        kind = resource.get("Type", "")
+        properties = resolver.resolve(resource.get("Properties") or {}) if kind.startswith("AWS::Cognito::") else {}
+        if kind == "AWS::Cognito::UserPoolClient":
+            clients[logical_id] = TokenClient(
+                logical_id, resolver.ref(logical_id), tuple(properties.get("AllowedOAuthScopes") or ()),
+                tuple(properties.get("AllowedOAuthFlows") or ()))
+        elif kind == "AWS::Cognito::UserPoolResourceServer":
+            scopes += [f"{properties['Identifier']}/{s['ScopeName']}" for s in properties.get("Scopes") or ()]
+    return clients, tuple(scopes)

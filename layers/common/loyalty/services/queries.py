@@ -13,6 +13,12 @@ from ..errors import Invalid
 from ..ports import LedgerStore
 
 
+def member_points(store: LedgerStore, rules, member_id: str, now: datetime) -> dict:
+    """The points view in the member's own time zone (the programme's if none is set)."""
+    profile = store.get_profile(member_id)
+    return points_view(store, member_id, now, (profile and profile.time_zone) or rules.program_timezone)
+
+
 def points_view(store: LedgerStore, member_id: str, now: datetime, time_zone: str) -> dict:
     """Balance, what expires on which (local) date, and the lots with points left.
 

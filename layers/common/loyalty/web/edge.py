@@ -53,16 +53,3 @@ def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
                        amount_minor=parsed.order.amount_minor, currency=parsed.order.currency,
                        refund_amount_minor=parsed.order.refund_amount_minor, body_hash=canonical_hash(document))
     return handle_order_event(wiring.ledger_store(), rules, event, now)
-
-
-def notify_points_credited(result: dict, log, now: datetime) -> None:
-    """Queue the 积分到账 notice. The points are already safe: if the queue is down, the
-    notice is lost and logged, never the credit (a retry of the callback re-queues it,
-    and the dispatcher sends it once)."""
-    from ..messaging.dispatcher import notice_job
-    job = notice_job(result["event_id"], result["member_id"], "points_credited",
-                     {"points": result["points"], "balance": result["balance"]}, now)
-    try:
-        wiring.queues().send("jobs", job)
-    except Exception as exc:  # noqa: BLE001 - a notice must never fail the credit
-        log.error("points-credited notice not queued", extra={"event_id": result["event_id"], "error": str(exc)})

@@ -131,7 +131,7 @@ class AdjustmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: StrictInt = Field(ge=-10**9, le=10**9)
     reason: StrictStr = Field(min_length=1, max_length=256)
-    operator_id: StrictStr = Field(min_length=1, max_length=64)
+    operator_id: StrictStr | None = Field(None, max_length=64)  # ignored: the operator is the token's subject
     idempotency_key: StrictStr = Field(min_length=1, max_length=128)
     expires_at: StrictStr | None = None
 
@@ -156,7 +156,7 @@ class ResolutionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: Literal["upheld", "rejected"]
     points: StrictInt = Field(0, ge=-10**9, le=10**9)
-    operator_id: StrictStr = Field(min_length=1, max_length=64)
+    operator_id: StrictStr | None = Field(None, max_length=64)  # ignored: the operator is the token's subject
     note: StrictStr = Field(min_length=1, max_length=1000)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from .. import wiring
 from ..channels import inbound, signatures
@@ -31,16 +31,12 @@ def _secret(name: str) -> str:
 
 
 def public_url(event: dict) -> str:
-    """The URL the provider called, as it signed it: PUBLIC_BASE_URL + path (+ query)."""
-    base = settings().public_base_url
-    if not base:
-        context = event.get("requestContext") or {}
-        base = f"https://{context.get('domainName', '')}/{context.get('stage', '')}".rstrip("/")
-    query = event.get("multiValueQueryStringParameters") or {}
-    url = base + event.get("path", "")
-    if query:
-        url += "?" + urlencode([(k, v) for k, values in query.items() for v in values])
-    return url
+    """The URL the provider called, as it signed it: PUBLIC_BASE_URL (else the API's own
+    https://<domain>) + the raw path + the raw query string, byte for byte (payload 2.0;
+    the $default stage adds no prefix)."""
+    base = settings().public_base_url or f"https://{(event.get('requestContext') or {}).get('domainName', '')}"
+    query = event.get("rawQueryString") or ""
+    return base + event.get("rawPath", "") + (f"?{query}" if query else "")
 
 
 def _form(body: bytes) -> dict[str, list[str]]:
