@@ -169,3 +169,17 @@ def test_the_nightly_schedule_event_expires_what_is_due(orders, members, fresh_a
     assert summary["points_expired"] == 143 and summary["lots_expired"] == 1
     assert points(members)["balance"] == 0
     assert expiry(copy.deepcopy(schedule), Context())["points_expired"] == 0
+
+
+def test_an_operator_action_without_the_authorizers_claims_fails_closed(members, orders):
+    """Only a route that lost its authorizer would arrive without claims: refuse it."""
+    orders(order_event(paid_body()), Context())
+    event = json.loads((EVENTS / "members_get_points.json").read_text())
+    del event["requestContext"]["authorizer"]
+    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /members/{member_id}/adjustments"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/members/m-ana/adjustments"
+    event["requestContext"]["http"]["method"] = "POST"
+    event["body"] = json.dumps({"points": 500, "reason": "x", "idempotency_key": "k"})
+    response = members(event, Context())
+    assert response["statusCode"] == 401
+    assert points(members)["balance"] == 143
