@@ -58,3 +58,10 @@ class Misconfigured(LoyaltyError):
 
 class Transient(LoyaltyError):
     """A downstream fault worth retrying (throttling, timeouts, 5xx) (-> 503)."""
+
+
+class ConfigUnreadable(Transient):
+    """A secret or parameter could not be read for a reason of the deployment's (access
+    denied, no such secret, not a JSON object): logged as a configuration error and not
+    retried on the spot, but never taken for "not configured" either. Callers answer 503
+    and retry, as for any Transient, so fixing the deployment is all it takes."""
