@@ -308,3 +308,47 @@ def test_a_sender_without_its_secret_fails_visibly_and_picks_the_secret_up_once_
     whatsapp.clock.now += 301
     assert wiring.channel_sender("whatsapp")(Record, "whatsapp", {}) == ("sent", "t1")
 
+
+# --- the webhooks' edge: a rotated secret is read again before answering 401 ---------------
+
+def test_an_order_callback_signed_with_a_rotated_secret_is_verified_after_one_re_read(deployed, monkeypatch):
+    from datetime import datetime, timezone
+
+    from loyalty.errors import Invalid
+    from loyalty.web.edge import order_callback
+    from loyalty.web.signatures import sign_order_body
+    monkeypatch.delenv("ORDER_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("ORDER_WEBHOOK_SECRET_PREVIOUS", raising=False)
+    stub = deployed(secretsmanager=Stub(stored(ORDER_WEBHOOK_SECRET="old"), stored(ORDER_WEBHOOK_SECRET="new")))
+    now = datetime.now(timezone.utc)
+    body = b"{}"   # past the signature, the body is checked: Invalid says the signature held
+    with pytest.raises(Invalid):
+        order_callback(body, sign_order_body("old", body, int(now.timestamp())), now)
+    deployed.clock.now += 120                                  # the order system now signs with the new one
+    with pytest.raises(Invalid):
+        order_callback(body, sign_order_body("new", body, int(now.timestamp())), now)
+    assert stub.calls == 2
+    with pytest.raises(Unauthorized):
+        order_callback(body, sign_order_body("forged", body, int(now.timestamp())), now)
+    assert stub.calls == 2
+
+
+def test_a_whatsapp_push_signed_with_a_rotated_app_secret_is_verified_after_one_re_read(deployed):
+    import hashlib
+    import hmac
+
+    from loyalty.errors import Invalid
+    from loyalty.web.provider_edge import whatsapp_push
+    stub = deployed(secretsmanager=Stub(stored(WHATSAPP_APP_SECRET="old"), stored(WHATSAPP_APP_SECRET="new")))
+    body = b"not json"
+
+    def push(secret: str):
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return whatsapp_push({"body": body.decode(), "headers": {"X-Hub-Signature-256": signature}}, None)
+
+    with pytest.raises(Invalid):
+        push("old")
+    deployed.clock.now += 120
+    with pytest.raises(Invalid):
+        push("new")
+    assert stub.calls == 2
