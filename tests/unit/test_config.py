@@ -132,10 +132,11 @@ def test_a_fault_that_lasts_is_transient_and_not_cached(aws, fault):
 @pytest.mark.parametrize("fault", NOT_TRANSIENT, ids=name)
 def test_a_deployment_fault_is_not_retried_is_logged_as_configuration_and_not_cached(aws, fault, caplog):
     stub = aws(secretsmanager=Stub(fault, stored(TEST_KEY="v1")))
-    with caplog.at_level(logging.ERROR, logger=config.__name__), pytest.raises(ConfigUnreadable):
+    with caplog.at_level(logging.ERROR, logger=config.__name__), pytest.raises(ConfigUnreadable) as raised:
         config.secret("TEST_KEY", SECRET_ID)
     assert stub.calls == 1 and aws.sleeps == []
     assert any("configuration error" in r.getMessage() and SECRET_ID in r.getMessage() for r in caplog.records)
+    assert SECRET_ID not in error_response(raised.value)["body"]     # the caller is not told the ARN
     assert config.secret("TEST_KEY", SECRET_ID) == "v1"              # fixed: read again at once
 
 

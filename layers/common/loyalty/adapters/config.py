@@ -88,8 +88,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, HTTPClientError))
 
 
-def _read(what: str, call: Callable[[], Any]) -> Any:
-    """`call()`, tried again (quickly, twice) while it fails for a passing reason."""
+def _read(what: str, label: str, call: Callable[[], Any]) -> Any:
+    """`call()`, tried again (quickly, twice) while it fails for a passing reason. `what`
+    names the resource in logs; `label`, in the error (which may reach a caller), does not."""
     from botocore.exceptions import BotoCoreError, ClientError
     for attempt in range(_ATTEMPTS):
         try:
@@ -99,10 +100,10 @@ def _read(what: str, call: Callable[[], Any]) -> Any:
             if not is_transient(exc):
                 logger.error("configuration error: cannot read %s (%s); check that it exists and that the "
                              "function's role may read it", what, kind)
-                raise ConfigUnreadable(f"cannot read {what}: {kind}") from exc
+                raise ConfigUnreadable(f"cannot read {label}: {kind}") from exc
             if attempt == _ATTEMPTS - 1:
                 logger.warning("cannot read %s after %d attempts (%s)", what, _ATTEMPTS, kind)
-                raise Transient(f"cannot read {what}: {kind}") from exc
+                raise Transient(f"cannot read {label}: {kind}") from exc
             _sleep(_BACKOFF_S[attempt] * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
 
@@ -114,7 +115,7 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _document(what: str, text: str | None) -> dict:
+def _document(what: str, label: str, text: str | None) -> dict:
     """The JSON object a secret or a parameter holds (never logged: it may be a secret)."""
     try:
         document = json.loads(text) if text is not None else None
@@ -122,7 +123,7 @@ def _document(what: str, text: str | None) -> dict:
         document = None
     if not isinstance(document, dict):
         logger.error("configuration error: %s does not hold a JSON object", what)
-        raise ConfigUnreadable(f"{what} does not hold a JSON object")
+        raise ConfigUnreadable(f"{label} does not hold a JSON object")
     return document
 
 
@@ -137,9 +138,9 @@ def secret(name: str, secrets_id: str | None) -> str | None:
         return None
 
     def load() -> dict:
-        what = f"secret {secrets_id}"
-        value = _read(what, lambda: _client("secretsmanager").get_secret_value(SecretId=secrets_id))
-        return _document(what, value.get("SecretString"))
+        what, label = f"secret {secrets_id}", "the secrets"
+        value = _read(what, label, lambda: _client("secretsmanager").get_secret_value(SecretId=secrets_id))
+        return _document(what, label, value.get("SecretString"))
 
     return _cached(f"secret:{secrets_id}", load).get(name)  # type: ignore[union-attr]
 
@@ -166,8 +167,8 @@ def rule_overrides(parameter: str | None) -> dict:
         return {}
 
     def load() -> dict:
-        what = f"parameter {parameter}"
-        value = _read(what, lambda: _client("ssm").get_parameter(Name=parameter))
-        return _document(what, value["Parameter"]["Value"] or "{}")
+        what, label = f"parameter {parameter}", "the rules parameter"
+        value = _read(what, label, lambda: _client("ssm").get_parameter(Name=parameter))
+        return _document(what, label, value["Parameter"]["Value"] or "{}")
 
     return _cached(f"rules:{parameter}", load)  # type: ignore[return-value]
