@@ -333,3 +333,134 @@ def test_a_dispute_waits_for_review_and_an_upheld_one_adds_a_correcting_entry(st
     newest = ledger_page(store, "m1", None, 1)["entries"][0]
     assert newest["type"] == "ADJUST" and newest["amount"] == 20 and dispute.dispute_id in newest["reason"]
     assert_reconciled(store)
+
+
+# --- contacts: one member per phone number or OpenID ------------------------------------
+
+def profile(member: str, **fields) -> "Profile":
+    from loyalty.records import Profile
+    return Profile(member_id=member, name=fields.pop("name", member.upper()), **fields)
+
+
+def test_a_contact_another_member_holds_is_refused_and_nothing_changes(store):
+    from loyalty.errors import ContactTaken
+    from loyalty.services.members import update_profile
+    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, profile("bo", name="Bo", phone="+85291230002"))
+    for fields, named in (({"phone": "+85291230001"}, ["phone"]),
+                          ({"phone": "+85291230002", "wechat_openid": "oAnaOpenId0001"}, ["wechat_openid"]),
+                          ({"phone": "+85291230001", "wechat_openid": "oAnaOpenId0001"}, ["phone", "wechat_openid"])):
+        with pytest.raises(ContactTaken) as refused:
+            update_profile(store, profile("bo", name="Bob", **fields))
+        assert refused.value.problems == [{"field": f, "problem": "held by another member"} for f in named]
+        assert "ana" not in str(refused.value)
+    assert store.get_profile("bo") == profile("bo", name="Bo", phone="+85291230002")     # untouched
+    assert store.member_for_contact("PHONE", "+85291230001") == "ana"
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "ana"
+    assert store.member_for_contact("PHONE", "+85291230002") == "bo"
+    with pytest.raises(ContactTaken):   # a member without a profile yet gets none either
+        update_profile(store, profile("cy", phone="+85291230001"))
+    assert store.get_profile("cy") is None
+
+
+def test_putting_ones_own_contacts_again_is_fine(store):
+    from loyalty.services.members import update_profile
+    for name in ("Ana", "Ana", "Ana Li"):
+        view = update_profile(store, profile("ana", name=name, phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+        assert (view["name"], view["phone"]) == (name, "+85291230001")
+    assert store.member_for_contact("PHONE", "+85291230001") == "ana"
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "ana"
+
+
+def test_changing_or_clearing_a_contact_releases_it_for_another_member(store):
+    from loyalty.services.members import update_profile
+    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, profile("ana", phone="+85291230009"))       # new phone; OpenID left out = cleared
+    assert store.member_for_contact("PHONE", "+85291230001") is None
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") is None
+    assert store.member_for_contact("PHONE", "+85291230009") == "ana"
+    update_profile(store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    assert store.member_for_contact("PHONE", "+85291230001") == "bo"
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "bo"
+    update_profile(store, profile("ana", phone=None))                    # null: released too
+    assert store.member_for_contact("PHONE", "+85291230009") is None
+    update_profile(store, profile("cy", phone="+85291230009"))
+    assert store.member_for_contact("PHONE", "+85291230009") == "cy"
+
+
+def test_inbound_messages_reach_the_member_holding_the_contact_then_the_next_one(store):
+    from loyalty.channels.inbound import ChannelEvent
+    from loyalty.messaging.conversations import apply_event
+    from loyalty.messaging.dispatch import MARKETING_SCOPE
+    from loyalty.services.members import update_profile
+    marketing = MARKETING_SCOPE["whatsapp"]
+
+    def stop_marketing(n: int):   # WhatsApp's "stop marketing" from the number, as parse_whatsapp gives it
+        return apply_event(ChannelEvent("whatsapp", "85291230001", "stop_marketing", "stop", None, f"wa#{n}"),
+                           store, T0 + timedelta(minutes=n))
+
+    def unfollow(n: int):
+        return apply_event(ChannelEvent("wechat", "oAnaOpenId0001", "unfollow", "unsubscribe", None, f"wx#{n}"),
+                           store, T0 + timedelta(minutes=n))
+
+    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    assert stop_marketing(1).handled == "consent:opted_out" and unfollow(1).handled == "consent:opted_out"
+    assert len(store.consent_history("ana", marketing)) == 1 and len(store.consent_history("ana", "wechat")) == 1
+    update_profile(store, profile("ana", phone="+85291230009"))
+    update_profile(store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    stop_marketing(2), unfollow(2)
+    assert len(store.consent_history("bo", marketing)) == 1 and len(store.consent_history("bo", "wechat")) == 1
+    assert len(store.consent_history("ana", marketing)) == 1 and len(store.consent_history("ana", "wechat")) == 1
+
+
+def test_members_claiming_one_phone_at_once_leave_exactly_one_holder(store):
+    import threading
+
+    from loyalty.errors import ContactTaken
+    from loyalty.services.members import update_profile
+    members = [f"m{i}" for i in range(4)]
+    start, won, refused = threading.Barrier(len(members)), [], []
+
+    def claim(member: str):
+        start.wait()
+        try:
+            update_profile(store, profile(member, phone="+85291230001"))
+            won.append(member)
+        except ContactTaken:
+            refused.append(member)
+
+    threads = [threading.Thread(target=claim, args=(m,)) for m in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and sorted(won + refused) == members
+    assert store.member_for_contact("PHONE", "+85291230001") == won[0]
+    assert all(store.get_profile(m) is None for m in refused)
+
+
+def test_concurrent_changes_of_one_profile_leave_no_alias_behind(store):
+    import threading
+
+    from loyalty.services.members import update_profile
+    update_profile(store, profile("ana", phone="+85291230001"))
+    phones = [f"+8529123001{i}" for i in range(4)]
+    start, failed = threading.Barrier(len(phones)), []
+
+    def change(phone: str):
+        start.wait()
+        try:
+            update_profile(store, profile("ana", phone=phone))
+        except Exception as exc:  # noqa: BLE001 - reported below, not lost in the thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=change, args=(p,)) for p in phones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    final = store.get_profile("ana").phone
+    assert final in phones
+    assert {p: store.member_for_contact("PHONE", p) for p in ["+85291230001", *phones]} == {
+        p: ("ana" if p == final else None) for p in ["+85291230001", *phones]}

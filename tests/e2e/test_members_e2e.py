@@ -88,3 +88,38 @@ def test_a_disputed_entry_is_reviewed_and_corrected_by_a_new_entry(api, member):
     assert api.post(f"/members/{member}/disputes/{dispute_id}/resolve", resolve).status_code == 200
     assert api.balance(member) == 163
     assert dispute_id not in [d["dispute_id"] for d in api.get("/disputes").json()["disputes"]]
+
+
+def test_a_phone_belongs_to_one_member_and_its_messages_follow_it_when_released(api, member):
+    from tests.e2e.test_webhooks_e2e import post_whatsapp, wa_text
+    other = f"m-{uuid.uuid4().hex[:12]}"
+    phone, others_phone, next_phone = ("+852" + str(uuid.uuid4().int)[:8] for _ in range(3))
+    assert api.put(f"/members/{member}", {"name": "Ana", "phone": phone}).status_code == 200
+    assert api.put(f"/members/{other}", {"name": "Bo", "phone": others_phone}).status_code == 200
+    for who in (member, other):
+        assert api.put(f"/members/{who}/consents/whatsapp", {"status": "opted_in", "source": "checkout_checkbox",
+                                                            "at": "2026-01-01T00:00:00+08:00"}).ok
+
+    taken = api.put(f"/members/{other}", {"name": "Bob", "phone": phone})
+    assert taken.status_code == 409
+    assert taken.json()["errors"] == [{"field": "phone", "problem": "held by another member"}]
+    assert member not in taken.text
+    assert api.get(f"/members/{member}").json()["phone"] == phone
+    unchanged = api.get(f"/members/{other}").json()
+    assert (unchanged["name"], unchanged["phone"]) == ("Bo", others_phone)
+    assert api.put(f"/members/{member}", {"name": "Ana", "phone": phone}).status_code == 200  # her own: fine
+
+    def consent(who: str) -> str:
+        return api.get(f"/members/{who}/consents/whatsapp").json()["status"]
+
+    assert post_whatsapp(api, wa_text(phone[1:], "STOP")).status_code == 200      # reaches the holder
+    assert (consent(member), consent(other)) == ("opted_out", "opted_in")
+
+    assert api.put(f"/members/{member}", {"name": "Ana", "phone": next_phone}).status_code == 200   # releases it
+    assert api.put(f"/members/{other}", {"name": "Bob", "phone": phone}).status_code == 200
+    assert api.get(f"/members/{other}").json()["phone"] == phone
+    assert post_whatsapp(api, wa_text(phone[1:], "STOP")).status_code == 200      # now reaches the new holder
+    assert consent(other) == "opted_out"
+    assert len(api.get(f"/members/{member}/consents/whatsapp").json()["history"]) == 2   # hers: nothing new
+    third = f"m-{uuid.uuid4().hex[:12]}"
+    assert api.put(f"/members/{third}", {"name": "Cy", "phone": others_phone}).status_code == 200  # Bo's old one

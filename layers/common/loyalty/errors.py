@@ -33,6 +33,16 @@ class Conflict(LoyaltyError):
     a refund above the paid amount, not enough points (-> 409)."""
 
 
+class ContactTaken(Conflict):
+    """A phone number or WeChat OpenID the request claims is held by another member
+    (-> 409). `problems` names the fields, in the shape of Invalid's; the other member is
+    never named."""
+
+    def __init__(self, fields: list[str]):
+        self.problems = [{"field": field, "problem": "held by another member"} for field in fields]
+        super().__init__(f"{' and '.join(fields)} {'is' if len(fields) == 1 else 'are'} held by another member")
+
+
 class ConcurrentUpdate(LoyaltyError):
     """An optimistic-concurrency check failed; the caller re-reads and retries."""
 
@@ -48,3 +58,10 @@ class Misconfigured(LoyaltyError):
 
 class Transient(LoyaltyError):
     """A downstream fault worth retrying (throttling, timeouts, 5xx) (-> 503)."""
+
+
+class ConfigUnreadable(Transient):
+    """A secret or parameter could not be read for a reason of the deployment's (access
+    denied, no such secret, not a JSON object): logged as a configuration error and not
+    retried on the spot, but never taken for "not configured" either. Callers answer 503
+    and retry, as for any Transient, so fixing the deployment is all it takes."""

@@ -7,6 +7,10 @@ from typing import Iterator, Protocol
 from .domain import Account, LedgerEntry
 from .records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
 
+# The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
+# profile field that holds it.
+CONTACTS = (("PHONE", "phone"), ("OPENID", "wechat_openid"))
+
 
 class LedgerStore(Protocol):
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -34,12 +38,16 @@ class LedgerStore(Protocol):
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         """Entries newest first, and the key to continue from."""
 
-    def put_profile(self, profile: Profile) -> Profile: ...
+    def put_profile(self, profile: Profile) -> Profile:
+        """Replace the member's profile and keep its contact aliases in step, in one write:
+        claims its phone and OpenID (ContactTaken, and nothing written, when another member
+        holds one), releases those it no longer has. ConcurrentUpdate when the member's
+        profile changed meanwhile (the caller retries)."""
 
     def get_profile(self, member_id: str) -> Profile | None: ...
 
     def member_for_contact(self, kind: str, value: str) -> str | None:
-        """The member a contact belongs to: kind PHONE (E.164) or OPENID."""
+        """The member holding a contact: kind PHONE (E.164) or OPENID."""
 
     def member_ids(self) -> Iterator[str]:
         """Every member with a ledger (operator tools only: a full read)."""

@@ -3,12 +3,14 @@ container, on first use."""
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .settings import settings
 
 if TYPE_CHECKING:
     from .rules import Rules
+
+T = TypeVar("T")
 
 
 @cache
@@ -54,62 +56,98 @@ def _built(key: str, overrides: dict) -> Rules:
 
 
 def secret(name: str) -> str | None:
+    """A secret by name; None only when it is not configured. A secret that cannot be
+    read raises Transient (503 for the API; the queue or the provider retries)."""
     from .adapters import config
     return config.secret(name, settings().secrets_id)
 
 
-_senders: dict = {}
+def with_fresh_secrets(check: Callable[[], T]) -> T:
+    """Run `check`, a signature check that reads its secrets through `secret`. When it
+    fails with Unauthorized and the cached secrets are more than a minute old, they may
+    have been rotated since they were read: read them again and check once more. However
+    many bad signatures arrive, that is at most one more read a minute."""
+    from .adapters import config
+    from .errors import Unauthorized
+    try:
+        return check()
+    except Unauthorized:
+        if not config.refresh_secrets(settings().secrets_id):
+            raise
+    return check()
+
+
+_senders: dict[str, tuple[tuple[tuple[str, str | None], ...], Callable]] = {}
 
 
 def channel_sender(channel: str):
-    """`send(record, channel, payload) -> SendResult` for a channel, its clients built once
-    per container from the environment and the secrets. A provider that is not
-    configured fails its sends as configuration errors (recorded, never retried)."""
-    if channel not in _senders:
-        _senders[channel] = _build_sender(channel)
-    return _senders[channel]
+    """`send(record, channel, payload) -> SendResult` for a channel, its clients built from
+    the environment and the secrets, and built again when one of those secrets changes (a
+    rotation reaches a warm sender within the secrets' cache time). A provider that is not
+    configured fails its sends as configuration errors (recorded, never retried); secrets
+    that cannot be read now raise Transient, so the message goes back to its queue."""
+    from .errors import Transient
+    held = _senders.get(channel)
+    if held is not None and all(secret(name) == value for name, value in held[0]):
+        return held[1]
+    used: dict[str, str | None] = {}
+
+    def read(name: str) -> str | None:
+        used[name] = secret(name)
+        return used[name]
+
+    try:
+        send = _build_sender(channel, read)
+    except Transient:
+        raise               # nothing is known yet: build again on the next message
+    except Exception as exc:  # noqa: BLE001 - Misconfigured: fail the sends, visibly
+        return _unconfigured(channel, str(exc))
+    _senders[channel] = (tuple(used.items()), send)
+    return send
 
 
-def _build_sender(channel: str):
-    import os
-
+def _unconfigured(channel: str, message: str):
     from .channels.providers import ProviderError
 
-    def unconfigured(message: str):
-        def send(record, _channel, payload):
-            raise ProviderError("config", "not_configured", message, provider=channel)
-        return send
+    def send(record, _channel, payload):
+        raise ProviderError("config", "not_configured", message, provider=channel)
+    return send
+
+
+def _build_sender(channel: str, secret: Callable[[str], str | None]):
+    import os
+
+    from .errors import Transient
 
     def share(config):
         from .channels.providers import rate_share
         return rate_share(config, settings().sender_max_concurrency)
 
-    try:
-        if channel == "whatsapp":
-            from .channels.whatsapp import WhatsAppClient, WhatsAppConfig
-            client = WhatsAppClient(share(WhatsAppConfig.from_env(os.environ, secret)))
-            return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
-        if channel == "wechat":
-            from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
-            # Refresh 180 s before expiry: one fetch per 7,020 s of a 7,200 s token.
-            client = WeChatClient(share(WeChatConfig.from_env(os.environ, secret)),
-                                  DynamoTokenStore(settings().table_name), refresh_margin_s=180)
-            return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
-        from .channels.aliyun import AliyunClient, AliyunConfig
-        from .channels.providers import SmsSender
-        from .channels.twilio import TwilioClient, TwilioConfig
-        clients = {}
-        for name, client_type, config_type in (("twilio", TwilioClient, TwilioConfig),
-                                               ("aliyun", AliyunClient, AliyunConfig)):
-            try:
-                clients[name] = client_type(share(config_type.from_env(os.environ, secret)))
-            except Exception:  # noqa: BLE001 - one SMS provider missing must not stop the other
-                continue
-        sender = SmsSender(rules().messaging.sms, clients)
-        return lambda record, _c, payload: sender.send(record.to, payload, record.message_id, locale=record.locale,
-                                                       marketing=record.category == "marketing")
-    except Exception as exc:  # noqa: BLE001 - Misconfigured: fail the sends, visibly
-        return unconfigured(str(exc))
+    if channel == "whatsapp":
+        from .channels.whatsapp import WhatsAppClient, WhatsAppConfig
+        client = WhatsAppClient(share(WhatsAppConfig.from_env(os.environ, secret)))
+        return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
+    if channel == "wechat":
+        from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
+        # Refresh 180 s before expiry: one fetch per 7,020 s of a 7,200 s token.
+        client = WeChatClient(share(WeChatConfig.from_env(os.environ, secret)),
+                              DynamoTokenStore(settings().table_name), refresh_margin_s=180)
+        return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
+    from .channels.aliyun import AliyunClient, AliyunConfig
+    from .channels.providers import SmsSender
+    from .channels.twilio import TwilioClient, TwilioConfig
+    clients = {}
+    for name, client_type, config_type in (("twilio", TwilioClient, TwilioConfig),
+                                           ("aliyun", AliyunClient, AliyunConfig)):
+        try:
+            clients[name] = client_type(share(config_type.from_env(os.environ, secret)))
+        except Transient:
+            raise
+        except Exception:  # noqa: BLE001 - one SMS provider missing must not stop the other
+            continue
+    sender = SmsSender(rules().messaging.sms, clients)
+    return lambda record, _c, payload: sender.send(record.to, payload, record.message_id, locale=record.locale,
+                                                   marketing=record.category == "marketing")
 
 
 def reset() -> None:

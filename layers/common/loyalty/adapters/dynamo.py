@@ -9,6 +9,7 @@ Item layout (PK / SK):
   IDEM#<key> / IDEM                       the answer to an externally triggered write
   STOCK#<item_id> / STOCK                 how many of a catalog item were issued
   MEMBER#<id> / DISPUTE#<id>              a dispute of one entry
+  PHONE#<E.164> / ALIAS, OPENID#<id> / ALIAS   the one member holding that contact
   REVIEW#disputes / <created utc>#<id>    the operators' review queue (open disputes only)
 Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>.
 
@@ -24,7 +25,8 @@ from typing import Any, Iterator
 from botocore.exceptions import ClientError
 
 from ..domain import Account, EntryType, LedgerEntry, Lot, parse_time, stable_id, utc_key
-from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid, Transient
+from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken, Invalid, Transient
+from ..ports import CONTACTS
 from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 from .table import TRANSIENT_CODES, DynamoTable
@@ -42,6 +44,10 @@ def _n(value: int) -> dict:
 
 def member_pk(member_id: str) -> str:
     return f"MEMBER#{member_id}"
+
+
+def _alias_key(kind: str, value: str) -> dict:
+    return {"PK": _s(f"{kind}#{value}"), "SK": _s("ALIAS")}
 
 
 def lot_sk(lot: Lot) -> str:
@@ -146,24 +152,73 @@ class DynamoLedgerStore(DynamoTable):
 
     def put_profile(self, profile: Profile) -> Profile:
         """The profile, and the contact aliases that find the member from an inbound
-        message (PHONE#<E.164>, OPENID#<openid>)."""
+        message (PHONE#<E.164>, OPENID#<openid> / ALIAS), in one transaction.
+
+        Each contact of the profile is claimed on condition that no other member holds it
+        (else ContactTaken, and nothing is written); each contact of the profile read that
+        the new one no longer has is released (deleted) on condition that it is still this
+        member's; the profile is written on condition that it is still the one read, so a
+        concurrent change of the same profile cannot leave an alias behind (ConcurrentUpdate:
+        read again). One read of the profile, one of the aliases concerned, one write."""
+        me = profile.member_id
+        key = {"PK": _s(member_pk(me)), "SK": _s("PROFILE")}
+        item = self._call("get_item", TableName=self.table, ConsistentRead=True, Key=key,
+                          ProjectionExpression="profile").get("Item") or {}
+        was = item["profile"]["S"] if "profile" in item else None
+        old = json.loads(was) if was else {}
+        claims = [(kind, field, getattr(profile, field)) for kind, field in CONTACTS if getattr(profile, field)]
+        releases = [(kind, field, old[field]) for kind, field in CONTACTS
+                    if old.get(field) and old[field] != getattr(profile, field)]
+        holders = self._alias_holders([(kind, value) for kind, _, value in claims + releases])
+        taken = [field for kind, field, value in claims if holders.get((kind, value), me) != me]
+        if taken:
+            raise ContactTaken(taken)
+
         document = {k: v for k, v in _profile_doc(profile).items() if v not in (None, [], {})}
-        items = [{"Update": {"TableName": self.table,
-                             "Key": {"PK": _s(member_pk(profile.member_id)), "SK": _s("PROFILE")},
+        values = {":p": _s(json.dumps(document, ensure_ascii=False)), ":m": _s(me)}
+        if was is None:
+            condition = "attribute_not_exists(profile)"
+        else:
+            condition = "profile = :was"
+            values[":was"] = _s(was)
+        items = [{"Update": {"TableName": self.table, "Key": key, "ConditionExpression": condition,
                              "UpdateExpression": "SET profile = :p, member_id = :m",
-                             "ExpressionAttributeValues": {":p": _s(json.dumps(document, ensure_ascii=False)),
-                                                           ":m": _s(profile.member_id)}}}]
-        for kind, value in (("PHONE", profile.phone), ("OPENID", profile.wechat_openid)):
-            if value:
-                items.append({"Put": {"TableName": self.table, "Item": {
-                    "PK": _s(f"{kind}#{value}"), "SK": _s("ALIAS"), "member_id": _s(profile.member_id)}}})
-        self.client.transact_write_items(TransactItems=items)
+                             "ExpressionAttributeValues": values}}]
+        kinds = [("profile", "")]
+        for kind, field, value in claims:
+            items.append({"Put": {"TableName": self.table, "Item": {**_alias_key(kind, value), "member_id": _s(me)},
+                                  "ConditionExpression": "attribute_not_exists(PK) OR member_id = :m",
+                                  "ExpressionAttributeValues": {":m": _s(me)}}})
+            kinds.append(("claim", field))
+        for kind, field, value in releases:
+            if holders.get((kind, value)) != me:
+                continue  # not this member's (any more): nothing to release
+            items.append({"Delete": {"TableName": self.table, "Key": _alias_key(kind, value),
+                                     "ConditionExpression": "member_id = :m",
+                                     "ExpressionAttributeValues": {":m": _s(me)}}})
+            kinds.append(("release", field))
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "TransactionCanceledException":
+                _raise_for_contacts(exc, kinds)
+            if code in TRANSIENT_CODES:
+                raise Transient(code) from exc
+            raise
         return profile
+
+    def _alias_holders(self, contacts: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The member holding each contact that someone holds (one consistent read)."""
+        if not contacts:
+            return {}
+        found = self._batch_get([_alias_key(kind, value) for kind, value in contacts])
+        return {(kind, value): found[(f"{kind}#{value}", "ALIAS")]["member_id"]["S"]
+                for kind, value in contacts if (f"{kind}#{value}", "ALIAS") in found}
 
     def member_for_contact(self, kind: str, value: str) -> str | None:
         """The member a phone number (E.164) or a WeChat OpenID belongs to."""
-        item = self._call("get_item", TableName=self.table,
-                          Key={"PK": _s(f"{kind}#{value}"), "SK": _s("ALIAS")}).get("Item")
+        item = self._call("get_item", TableName=self.table, Key=_alias_key(kind, value)).get("Item")
         return item["member_id"]["S"] if item else None
 
     def get_profile(self, member_id: str) -> Profile | None:
@@ -360,6 +415,27 @@ class DynamoLedgerStore(DynamoTable):
             if not request:
                 return found
         raise Transient("BatchGetItem left keys unprocessed")
+
+
+# Cancellation reasons that say "try again later", not "your condition did not hold".
+_RETRY_LATER_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
+                        "RequestLimitExceeded"}
+
+
+def _raise_for_contacts(exc: ClientError, kinds: list[tuple[str, str]]) -> None:
+    """Read a cancelled profile write by its reasons, item by item: a claim whose condition
+    failed is a contact another member holds; the profile's or a release's means the
+    profile moved since it was read; a conflict with another transaction or throttling is
+    transient. Anything else is left to the caller to re-raise as it is."""
+    reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+    failed = [(kind, field) for (kind, field), reason in zip(kinds, reasons) if reason == "ConditionalCheckFailed"]
+    taken = [field for kind, field in failed if kind == "claim"]
+    if taken:
+        raise ContactTaken(taken) from exc
+    if failed:
+        raise ConcurrentUpdate("the profile moved since it was read") from exc
+    if any(reason in _RETRY_LATER_REASONS for reason in reasons):
+        raise Transient(",".join(reasons)) from exc
 
 
 def _raise_for(reasons: list[str], kinds: list[str], change: Change, exc: Exception) -> None:

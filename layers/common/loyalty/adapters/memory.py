@@ -8,7 +8,8 @@ from datetime import date, datetime
 from typing import Iterator
 
 from ..domain import Account, LedgerEntry, Lot, utc_key
-from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict
+from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken
+from ..ports import CONTACTS
 from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
 from ..services.expiry import index_day, shard_of
 
@@ -27,6 +28,7 @@ class MemoryLedgerStore:
         self.redemptions: dict[tuple[str, str], Redemption] = {}
         self.stock: dict[str, int] = {}
         self.profiles: dict[str, Profile] = {}
+        self.aliases: dict[tuple[str, str], str] = {}   # (kind, contact) -> the member holding it
         self.consents: dict[tuple[str, str], set[Consent]] = {}
         self.disputes: dict[tuple[str, str], Dispute] = {}
 
@@ -76,12 +78,26 @@ class MemoryLedgerStore:
         return iter(sorted(set(self.accounts) | set(self.lots)))
 
     def put_profile(self, profile: Profile) -> Profile:
-        self.profiles[profile.member_id] = profile
+        """As the DynamoDB adapter: claim the profile's contacts (ContactTaken when another
+        member holds one, nothing changed), release the ones it no longer has."""
+        me = profile.member_id
+        with self._lock:
+            taken = [field for kind, field in CONTACTS
+                     if getattr(profile, field) and self.aliases.get((kind, getattr(profile, field)), me) != me]
+            if taken:
+                raise ContactTaken(taken)
+            old = self.profiles.get(me)
+            for kind, field in CONTACTS:
+                was, wanted = (getattr(old, field) if old else None), getattr(profile, field)
+                if was and was != wanted and self.aliases.get((kind, was)) == me:
+                    del self.aliases[(kind, was)]
+                if wanted:
+                    self.aliases[(kind, wanted)] = me
+            self.profiles[me] = profile
         return profile
 
     def member_for_contact(self, kind: str, value: str) -> str | None:
-        field = "phone" if kind == "PHONE" else "wechat_openid"
-        return next((m for m, p in self.profiles.items() if getattr(p, field) == value), None)
+        return self.aliases.get((kind, value))
 
     def get_profile(self, member_id: str) -> Profile | None:
         return self.profiles.get(member_id)

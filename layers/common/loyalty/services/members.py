@@ -4,11 +4,16 @@ from __future__ import annotations
 from ..errors import NotFound
 from ..ports import LedgerStore
 from ..records import Consent, Profile
+from ._retry import with_retries
 
 
 def update_profile(store: LedgerStore, profile: Profile) -> dict:
-    """Replace the member's profile (the ledger is untouched)."""
-    store.put_profile(profile)
+    """Replace the member's profile (the ledger is untouched). A field left out is cleared,
+    as with null. A phone number or WeChat OpenID belongs to one member: claiming one that
+    another member holds raises ContactTaken and changes nothing; one the new profile no
+    longer has is released, for another member to claim. A concurrent change of the same
+    profile makes the store read it again."""
+    with_retries(lambda: store.put_profile(profile))
     return member_view(store, profile.member_id)
 
 

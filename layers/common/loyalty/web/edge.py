@@ -38,10 +38,15 @@ def check_size(body: bytes) -> None:
 def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
     """Verify, parse and apply one order callback. Every rejection happens before any write."""
     check_size(body)
-    secrets = [s for s in (wiring.secret("ORDER_WEBHOOK_SECRET"), wiring.secret("ORDER_WEBHOOK_SECRET_PREVIOUS")) if s]
-    if not secrets:
-        raise Transient("ORDER_WEBHOOK_SECRET is not configured")
-    verify_order_signature(signature, body, secrets, int(now.timestamp()), settings().order_signature_tolerance_s)
+
+    def verify() -> None:
+        secrets = [s for s in (wiring.secret("ORDER_WEBHOOK_SECRET"), wiring.secret("ORDER_WEBHOOK_SECRET_PREVIOUS"))
+                   if s]
+        if not secrets:
+            raise Transient("ORDER_WEBHOOK_SECRET is not configured")
+        verify_order_signature(signature, body, secrets, int(now.timestamp()), settings().order_signature_tolerance_s)
+
+    wiring.with_fresh_secrets(verify)  # a secret rotated since it was cached is read again
     from .models import OrderEventBody, canonical_hash, parse_json, validate  # pydantic: on first use
     document = parse_json(body)
     parsed = validate(OrderEventBody, document)

@@ -76,7 +76,8 @@ def whatsapp_verify(event: dict) -> str:
 def whatsapp_push(event: dict, now: datetime) -> list["conversations.Outcome"]:
     body = raw_body(event)
     check_size(body)
-    signatures.verify_whatsapp(body, header(event, "X-Hub-Signature-256"), _secret("WHATSAPP_APP_SECRET"))
+    wiring.with_fresh_secrets(lambda: signatures.verify_whatsapp(body, header(event, "X-Hub-Signature-256"),
+                                                                 _secret("WHATSAPP_APP_SECRET")))
     try:
         document = json.loads(body)
     except ValueError as exc:
@@ -90,7 +91,9 @@ def twilio_push(event: dict, now: datetime, kind: str) -> list["conversations.Ou
     body = raw_body(event)
     check_size(body)
     form = _form(body)
-    signatures.verify_twilio(public_url(event), form, header(event, "X-Twilio-Signature"), _secret("TWILIO_AUTH_TOKEN"))
+    wiring.with_fresh_secrets(lambda: signatures.verify_twilio(public_url(event), form,
+                                                               header(event, "X-Twilio-Signature"),
+                                                               _secret("TWILIO_AUTH_TOKEN")))
     if kind == "status":
         our_ref = (event.get("queryStringParameters") or {}).get("m")
         return _apply([inbound.parse_twilio_status(_flat(form))], now, our_ref)
@@ -109,7 +112,8 @@ def wechat_push(event: dict, now: datetime) -> str:
     """Answer "success", or a passive reply (XML) when a keyword has an answer."""
     query = event.get("queryStringParameters") or {}
     # Replay window on WeChat's timestamp, against the request's own arrival time.
-    signatures.verify_wechat(query, _secret("WECHAT_TOKEN"), now=int(now.timestamp()))
+    wiring.with_fresh_secrets(lambda: signatures.verify_wechat(query, _secret("WECHAT_TOKEN"),
+                                                               now=int(now.timestamp())))
     body = raw_body(event)
     check_size(body)
     item = inbound.parse_wechat(body)
@@ -133,7 +137,7 @@ def _recipient(body: bytes) -> str:
 
 def aliyun_push(event: dict, now: datetime, kind: str) -> list["conversations.Outcome"]:
     token = (event.get("queryStringParameters") or {}).get("token")
-    signatures.verify_shared_token(token, _secret("ALIYUN_CALLBACK_TOKEN"))
+    wiring.with_fresh_secrets(lambda: signatures.verify_shared_token(token, _secret("ALIYUN_CALLBACK_TOKEN")))
     body = raw_body(event)
     check_size(body)
     try:
