@@ -13,7 +13,7 @@ from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTime
 from loyalty import wiring
 from loyalty.adapters import config
 from loyalty.errors import ConfigUnreadable, Transient, Unauthorized
-from loyalty.web.responses import error_response
+from loyalty.web.responses import error_body
 
 SECRET_ID = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ProviderSecrets-AbCdEf"
 
@@ -136,7 +136,7 @@ def test_a_deployment_fault_is_not_retried_is_logged_as_configuration_and_not_ca
         config.secret("TEST_KEY", SECRET_ID)
     assert stub.calls == 1 and aws.sleeps == []
     assert any("configuration error" in r.getMessage() and SECRET_ID in r.getMessage() for r in caplog.records)
-    assert SECRET_ID not in error_response(raised.value)["body"]     # the caller is not told the ARN
+    assert SECRET_ID not in str(error_body(raised.value)[1])     # the caller is not told the ARN
     assert config.secret("TEST_KEY", SECRET_ID) == "v1"              # fixed: read again at once
 
 
@@ -156,7 +156,7 @@ def test_an_unreadable_secret_is_a_503_never_not_configured(aws, monkeypatch):
     wiring.reset()
     with pytest.raises(Transient) as raised:
         wiring.secret("TEST_KEY")
-    assert error_response(raised.value)["statusCode"] == 503
+    assert error_body(raised.value)[0] == 503
     wiring.reset()
 
 
@@ -196,7 +196,7 @@ def test_a_rules_parameter_that_is_not_a_json_object_is_a_503_not_a_crash(aws, v
     aws(ssm=Stub({"Parameter": {"Value": value}}))
     with pytest.raises(ConfigUnreadable) as raised:
         config.rule_overrides("/loyalty/rules")
-    assert error_response(raised.value)["statusCode"] == 503
+    assert error_body(raised.value)[0] == 503
 
 
 def test_a_missing_rules_parameter_is_a_configuration_error(aws):

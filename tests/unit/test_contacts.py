@@ -11,7 +11,7 @@ from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.errors import ConcurrentUpdate, ContactTaken, Transient
 from loyalty.records import Profile
 from loyalty.services.members import update_profile
-from loyalty.web.responses import error_response
+from loyalty.web.responses import error_body
 
 OLD, NEW = "+85291230001", "+85291230002"
 
@@ -127,7 +127,7 @@ def test_the_service_reads_again_after_a_lost_race_and_never_after_a_refusal():
 
 
 def test_the_api_answers_409_naming_the_field_not_the_holder():
-    response = error_response(ContactTaken(["phone"]))
-    assert response["statusCode"] == 409
-    assert json.loads(response["body"]) == {"message": "phone is held by another member",
+    status, body = error_body(ContactTaken(["phone"]))
+    assert status == 409
+    assert body == {"message": "phone is held by another member",
                                             "errors": [{"field": "phone", "problem": "held by another member"}]}
