@@ -14,8 +14,9 @@ The rule, for `mask_phones`:
   "(415) 555-0123"); a space or dash after a group of 5+ digits ends the number, so that
   "131047 21610" stays two error codes;
 - it is not a phone when it is part of a word or an id (ASCII letters or digits right
-  before or after: "SM0123456789abcdef", "wamid.HBgL..."), the integer part of a decimal
-  ("12345678.90"), or an ISO date ("2024-05-01");
+  before or after: "SM0123456789abcdef", "wamid.HBgL..."), what is left of a masked one
+  ("****8000"), the integer part of a decimal ("12345678.90"), or an ISO date
+  ("2024-05-01");
 - shorter numbers are left alone: error codes (131047, 21610), amounts, counts;
 - a phone keeps its "+", a country-code-ish head and a short tail, the middle becomes
   "****" (a fixed width, so the length is not given away either):
