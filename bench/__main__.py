@@ -2,7 +2,8 @@
 
 Everything runs against the local AWS emulator over HTTP through the real handlers;
 calls are counted with botocore event hooks; time appears only as a ratio measured in
-one run.
+one run. The functions' and libraries' logs go to .bench/functions.log (bench/logs.py),
+so that stdout shows the figures only.
 """
 from __future__ import annotations
 
@@ -12,22 +13,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.logs import logs_to_file, say
+
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, bool]] = []
 
 
 def row(operation: str, measured: str, target: str, ok: bool) -> None:
     ROWS.append((operation, measured, target, ok))
-    print(f"  {'PASS' if ok else 'FAIL'}  {operation}: {measured} (target {target})", flush=True)
+    say(f"  {'PASS' if ok else 'FAIL'}  {operation}: {measured} (target {target})")
 
 
 def main() -> int:
+    with logs_to_file() as log_path:
+        say(f"function and library logs: {log_path.relative_to(ROOT)}")
+        run()
+    print_table()
+    return 0 if ROWS and all(ok for *_, ok in ROWS) else 1
+
+
+def run() -> None:
     from infra.local.testing import start_emulator
     from bench.counting import CallCounter
 
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     counter = CallCounter().install()
-    print("starting the emulator and the template's resources ...", flush=True)
+    say("starting the emulator and the template's resources ...")
     with start_emulator() as aws:
         from bench import ledger
         ledger.credits(counter, row)
@@ -39,8 +49,6 @@ def main() -> int:
     from bench import messaging
     messaging.run(counter, row)
     import_time_ratio(row)
-    print_table()
-    return 0 if all(ok for *_, ok in ROWS) else 1
 
 
 def import_time_ratio(row) -> None:
@@ -63,12 +71,15 @@ def import_time_ratio(row) -> None:
 
 
 def print_table() -> None:
-    width = max(len(r[0]) for r in ROWS)
-    print()
-    print(f"| {'operation'.ljust(width)} | measured | target | result |")
-    print(f"|{'-' * (width + 2)}|----------|--------|--------|")
-    for operation, measured, target, ok in ROWS:
-        print(f"| {operation.ljust(width)} | {measured} | {target} | {'pass' if ok else 'FAIL'} |")
+    """The figures as a Markdown table, every column padded to its widest cell."""
+    header = ("operation", "measured", "target", "result")
+    lines = [(operation, measured, target, "pass" if ok else "FAIL") for operation, measured, target, ok in ROWS]
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(4)]
+    say()
+    say("| " + " | ".join(cell.ljust(w) for cell, w in zip(header, widths)) + " |")
+    say("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for cells in lines:
+        say("| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |")
 
 
 if __name__ == "__main__":

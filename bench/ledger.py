@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from bench.logs import say
 from loyalty.domain import Lot, LotWrite, parse_time, utc_key
 from loyalty.records import Change
 from loyalty.web.signatures import sign_order_body
@@ -61,7 +62,7 @@ def nightly_expiry(aws, counter, row, members: int, due: int) -> None:
     table = aws.environ["TABLE_NAME"]
     store = DynamoLedgerStore(table, int(aws.environ.get("EXPIRY_INDEX_SHARDS", "4")), client=aws.client("dynamodb"))
     run_at = parse_time("2027-11-21T00:05:00+08:00")
-    print(f"loading {members} members with one lot each, {due} of them due ...", flush=True)
+    say(f"loading {members} members with one lot each, {due} of them due ...")
     puts = []
     for i in range(members):
         member = f"member-{i:06d}"

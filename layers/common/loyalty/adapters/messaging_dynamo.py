@@ -4,7 +4,8 @@
   PMSG#<provider>#<provider id> / PMSG    provider id -> our message id (receipts without our id)
   MEMBER#<id> / CAPS                      marketing messages sent today / this month
   DEFER#<UTC 15-minute slot> / <job id>   jobs waiting for their send window
-  INBOUND#<provider>#<dedup key> / IN     provider pushes, stored before they are acknowledged
+  INBOUND#<provider>#<dedup key> / IN     provider pushes, stored before they are acknowledged,
+                                          expiring through the table's `ttl` (see INBOUND_KEEP_*)
 
 The member snapshot is one Query over MEMBER#<id> from CAPS to PROFILE: caps, consent
 history, lots and profile come back together, sorted that way by their sort keys.
@@ -19,11 +20,19 @@ from botocore.exceptions import ClientError
 from ..domain import parse_time, utc_key
 from ..messaging.dispatch import CapCounters, MemberSnapshot
 from ..messaging.outbox import RANK, ClaimRefused, OutboxRecord
+from ..privacy import mask_phones
 from ..records import Consent, Profile
 from .dynamo import _lot, _n, _s, member_pk
 from .table import DynamoTable
 
 MEMBER_MESSAGES = "MemberMessages"
+
+# How long a stored push is kept (DynamoDB TTL, the table's `ttl` attribute, epoch seconds;
+# DynamoDB deletes within a day or two after). A processed push is only evidence of what
+# came in, a week is enough to look into a complaint; one not (yet) processed keeps a month,
+# long enough for the provider's retries or ours to process it after a fault is fixed.
+INBOUND_KEEP_PROCESSED = timedelta(days=7)
+INBOUND_KEEP_UNPROCESSED = timedelta(days=30)
 
 
 def slot_of(moment: datetime) -> str:
@@ -238,11 +247,42 @@ class DynamoMessagingStore(DynamoTable):
 
     # --- inbound pushes ------------------------------------------------------------------
     def store_inbound(self, provider: str, dedup_key: str, body: dict, at: datetime) -> bool:
-        """Keep a provider push before acknowledging it; False for a provider's retry."""
+        """Keep a provider push before acknowledging it; False for a provider's retry.
+
+        The body keeps the sender's number whole (processing it again needs it); it is
+        never logged or answered as it is: show it through privacy.mask_phones."""
         return self._call_if("put_item", TableName=self.table, ConditionExpression="attribute_not_exists(PK)",
-                             Item={"PK": _s(f"INBOUND#{provider}#{dedup_key}"), "SK": _s("IN"),
+                             Item={**_inbound_key(provider, dedup_key),
                                    "body": _s(json.dumps(body, ensure_ascii=False, default=str)),
-                                   "at": _s(at.isoformat())})
+                                   "at": _s(at.isoformat()), "ttl": _n(_epoch(at + INBOUND_KEEP_UNPROCESSED))})
+
+    def inbound_processed(self, provider: str, dedup_key: str, at: datetime) -> bool:
+        """The push was applied: it now expires INBOUND_KEEP_PROCESSED after `at`
+        (False: no such push stored)."""
+        return self._call_if("update_item", TableName=self.table, Key=_inbound_key(provider, dedup_key),
+                             UpdateExpression="SET processed_at = :at, #ttl = :ttl REMOVE #error",
+                             ConditionExpression="attribute_exists(PK)",
+                             ExpressionAttributeNames={"#ttl": "ttl", "#error": "error"},
+                             ExpressionAttributeValues={":at": _s(at.isoformat()),
+                                                        ":ttl": _n(_epoch(at + INBOUND_KEEP_PROCESSED))})
+
+    def inbound_failed(self, provider: str, dedup_key: str, at: datetime, error: str) -> bool:
+        """Applying the push failed (the provider is answered 5xx and retries): what went
+        wrong, phone numbers masked; the push keeps its longer expiry."""
+        return self._call_if("update_item", TableName=self.table, Key=_inbound_key(provider, dedup_key),
+                             UpdateExpression="SET #error = :error, failed_at = :at",
+                             ConditionExpression="attribute_exists(PK)",
+                             ExpressionAttributeNames={"#error": "error"},
+                             ExpressionAttributeValues={":error": _s(mask_phones(error)[:1000]),
+                                                        ":at": _s(at.isoformat())})
+
+
+def _inbound_key(provider: str, dedup_key: str) -> dict:
+    return {"PK": _s(f"INBOUND#{provider}#{dedup_key}"), "SK": _s("IN")}
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
 
 
 def _msg_key(message_id: str) -> dict:

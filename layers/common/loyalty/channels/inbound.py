@@ -9,6 +9,11 @@ own type name. Only a body whose overall shape is wrong raises `Invalid` (a 400)
 batch (WhatsApp, Aliyun), an item without the id it is keyed on is left out rather than
 failing the whole batch, which the provider would then retry for ever.
 
+The provider's own texts (failure reasons, raw statuses, event names) go into the
+outbox history and the logs, and providers echo phone numbers in them: they are masked
+here, as they enter (`privacy.mask_phones`). The member's identifiers (`sender`,
+`recipient`) stay whole, since they find the member, and are left out of the reprs.
+
 Signatures are checked before any of this (`signatures.py`). Nothing here does I/O.
 """
 from __future__ import annotations
@@ -17,10 +22,11 @@ import hashlib
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from ..errors import Invalid
+from ..privacy import mask_phones
 
 STATUSES = ("accepted", "sent", "delivered", "read", "failed", "undelivered", "unknown")
 EVENTS = ("follow", "unfollow", "stop_marketing", "resume_marketing", "subscribe_msg", "unknown")
@@ -43,7 +49,7 @@ class StatusUpdate:
     status: str
     at: int | None               # unix seconds, as the provider reports it
     our_ref: str | None
-    recipient: str | None
+    recipient: str | None = field(repr=False)
     error_code: str | None
     error_title: str | None
     raw_status: str              # the provider's own value, for logs and unknowns
@@ -59,8 +65,8 @@ class InboundMessage:
 
     provider: str
     provider_message_id: str
-    sender: str
-    text: str
+    sender: str = field(repr=False)
+    text: str = field(repr=False)
     at: int | None
     kind: str
     dedup_key: str
@@ -76,7 +82,7 @@ class ChannelEvent:
     provider's own event name or value."""
 
     provider: str
-    sender: str
+    sender: str = field(repr=False)
     event: str
     raw: str
     at: int | None
@@ -97,6 +103,11 @@ def _str(value: object) -> str | None:
         text = str(value).strip()
         return text or None
     return None
+
+
+def _said(value: object) -> str | None:
+    """A provider's free text (a failure reason, a raw status), phone numbers masked."""
+    return mask_phones(_str(value))
 
 
 def _seconds(value: object) -> int | None:
@@ -150,13 +161,13 @@ def _whatsapp_keyed(item: object, *keys: str) -> bool:
 
 
 def _whatsapp_status(item: dict) -> StatusUpdate:
-    raw = _str(item.get("status")) or ""
+    raw = _said(item.get("status")) or ""
     error = next((e for e in _list(item.get("errors")) if isinstance(e, dict)), {})
     return StatusUpdate(
         provider="whatsapp", provider_message_id=_str(item["id"]) or "",
         status=_WHATSAPP_STATUS.get(raw.lower(), "unknown"), at=_seconds(item.get("timestamp")),
         our_ref=_str(item.get("biz_opaque_callback_data")), recipient=_str(item.get("recipient_id")),
-        error_code=_str(error.get("code")), error_title=_str(error.get("title")) or _str(error.get("message")),
+        error_code=_str(error.get("code")), error_title=_said(error.get("title")) or _said(error.get("message")),
         raw_status=raw)
 
 
@@ -180,7 +191,7 @@ def _whatsapp_message(item: dict) -> InboundMessage:
 
 
 def _whatsapp_preference(item: dict) -> ChannelEvent:
-    raw = _str(item.get("value")) or ""
+    raw = _said(item.get("value")) or ""
     lowered = raw.lower()
     # The values are unconfirmed (CHANNELS.md): anything stop-like is an opt-out.
     if "stop" in lowered:
@@ -191,9 +202,11 @@ def _whatsapp_preference(item: dict) -> ChannelEvent:
         event = "unknown"
     sender = _str(item["wa_id"]) or ""
     timestamp = _str(item.get("timestamp")) or ""
+    # The key is stored (the push's record) and shown (the consent's proof): a digest, as
+    # it would otherwise carry the member's number.
+    digest = hashlib.sha256(f"{sender}#{timestamp}#{lowered}".encode()).hexdigest()[:32]
     return ChannelEvent(provider="whatsapp", sender=sender, event=event, raw=raw,
-                        at=_seconds(item.get("timestamp")),
-                        dedup_key=f"whatsapp#pref#{sender}#{timestamp}#{lowered}")
+                        at=_seconds(item.get("timestamp")), dedup_key=f"whatsapp#pref#{digest}")
 
 
 # --- Twilio -------------------------------------------------------------------------
@@ -227,10 +240,10 @@ def parse_twilio_status(form: dict[str, str]) -> StatusUpdate:
     sid = _form(form, "MessageSid", "SmsSid")
     if sid is None:
         raise Invalid([{"field": "MessageSid", "problem": "missing"}])
-    raw = _form(form, "MessageStatus", "SmsStatus") or ""
+    raw = mask_phones(_form(form, "MessageStatus", "SmsStatus")) or ""
     return StatusUpdate(provider="twilio", provider_message_id=sid, status=_TWILIO_STATUS.get(raw.lower(), "unknown"),
                         at=None, our_ref=None, recipient=_form(form, "To"), error_code=_form(form, "ErrorCode"),
-                        error_title=_form(form, "ErrorMessage"), raw_status=raw)
+                        error_title=mask_phones(_form(form, "ErrorMessage")), raw_status=raw)
 
 
 def parse_twilio_inbound(form: dict[str, str]) -> InboundMessage:
@@ -326,14 +339,14 @@ def parse_wechat(xml_bytes: bytes) -> Parsed | None:
 
 
 def _wechat_event(root: ET.Element, sender: str, created: str, at: int | None) -> Parsed:
-    raw = _field(root, "Event") or ""
+    raw = mask_phones(_field(root, "Event")) or ""
     name = raw.lower()
     dedup = f"wechat#event#{sender}#{created}#{name}"
     if name == "templatesendjobfinish":
         msg_id = _field(root, "MsgID") or _field(root, "MsgId")
         if msg_id is None:
             raise Invalid([{"field": "MsgID", "problem": "missing"}])
-        raw_status = _field(root, "Status") or ""
+        raw_status = mask_phones(_field(root, "Status")) or ""
         status, code, title = _wechat_delivery(raw_status)
         return StatusUpdate(provider="wechat", provider_message_id=msg_id, status=status, at=at, our_ref=None,
                             recipient=sender, error_code=code, error_title=title, raw_status=raw_status)
@@ -343,7 +356,7 @@ def _wechat_event(root: ET.Element, sender: str, created: str, at: int | None) -
             msg_id = _field(item, "MsgID") or _field(item, "MsgId")
             if msg_id is None:
                 continue
-            raw_status = _field(item, "ErrorStatus") or ""
+            raw_status = mask_phones(_field(item, "ErrorStatus")) or ""
             status, code, title = _wechat_delivery(raw_status)
             error_code = _field(item, "ErrorCode")
             return StatusUpdate(provider="wechat", provider_message_id=msg_id, status=status, at=at, our_ref=None,
@@ -411,13 +424,13 @@ def parse_aliyun_report(body: list) -> list[StatusUpdate]:
         status = {True: "delivered", False: "failed", None: "unknown"}[success]
         err_code = _str(item.get("err_code"))
         # err_code says what happened ("DELIVERED" too); without it, the flag itself
-        raw = err_code or (str(success).lower() if success is not None else _str(item.get("success")) or "")
+        raw = err_code or (str(success).lower() if success is not None else _said(item.get("success")) or "")
         updates.append(StatusUpdate(
             provider="aliyun", provider_message_id=biz_id or "", status=status,
             at=_aliyun_time(item.get("report_time")) or _aliyun_time(item.get("send_time")), our_ref=out_id,
             recipient=_aliyun_phone(item.get("phone_number")),
             error_code=err_code if status != "delivered" else None,
-            error_title=_str(item.get("err_msg")) if status != "delivered" else None,
+            error_title=_said(item.get("err_msg")) if status != "delivered" else None,
             raw_status=raw))
     return updates
 

@@ -36,6 +36,7 @@ import requests
 
 from ..errors import LoyaltyError
 from ..messaging.sms import segments
+from ..privacy import mask_phones
 
 if TYPE_CHECKING:
     from ..rules import SmsRules
@@ -57,7 +58,11 @@ class ProviderError(LoyaltyError):
     """A send the provider did not accept. `code` is the provider's own error code as a
     string ("131047", "40001", "21610", "isv.BUSINESS_LIMIT_CONTROL") or one of ours
     ("http_503", "connect_timeout", "read_timeout", "connection_error", "rate_limited",
-    "too_many_segments", "bad_payload", ...)."""
+    "too_many_segments", "bad_payload", ...).
+
+    `detail` is the provider's own text, which often echoes the destination number: it
+    is masked here (privacy.mask_phones), where it enters our system, so the outbox
+    history, the retry reasons and the logs built from it never carry a full number."""
 
     def __init__(self, outcome: str, code: str | None, detail: str = "", retry_after_s: float | None = None,
                  *, provider: str = "", http_status: int | None = None):
@@ -65,7 +70,7 @@ class ProviderError(LoyaltyError):
             raise ValueError(f"unknown outcome {outcome!r}")
         self.outcome = outcome
         self.code = code
-        self.detail = detail
+        self.detail = detail = mask_phones(detail)
         self.retry_after_s = retry_after_s
         self.provider = provider
         self.http_status = http_status

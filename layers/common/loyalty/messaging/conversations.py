@@ -4,9 +4,11 @@ consent. Every step is idempotent, so a provider's retry (or ours after a failur
 changes nothing twice and loses nothing."""
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, classify_keyword
 from ..domain import stable_id
@@ -24,6 +26,8 @@ STATUS_OF = {"sent": "sent", "delivered": "delivered", "read": "read", "failed":
 # Twilio answers STOP/START/HELP itself on long codes: we mirror consent, not the reply.
 PROVIDER_CONFIRMS = {"twilio"}
 
+log = logging.getLogger(__name__)
+
 FRAGMENTS = {
     "expiring": {"zh-CN": "其中{points}积分将于{date}到期。", "zh-HK": "其中{points}積分將於{date}到期。",
                  "en": "{points} expire on {date}. "},
@@ -38,6 +42,28 @@ class Outcome:
 
     handled: str
     reply: str | None = None
+
+
+@contextmanager
+def stored_push(item: InboundMessage | ChannelEvent, msgs, now: datetime) -> Iterator[None]:
+    """Around applying a push stored with `msgs.store_inbound`: once applied, it is marked
+    processed (and expires sooner); when applying raises, why is noted on it (phone
+    numbers masked, by the store) and the error goes on, so the webhook answers 5xx and
+    the provider's retry applies it again. Neither note turns an applied push into a
+    failure, nor hides one."""
+    try:
+        yield
+    except Exception as exc:
+        try:
+            msgs.inbound_failed(item.provider, item.dedup_key, now, f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            log.warning("stored push: could not note the failure", extra={"provider": item.provider})
+        raise
+    try:
+        msgs.inbound_processed(item.provider, item.dedup_key, now)
+    except Exception as exc:  # noqa: BLE001 - applied: the push only keeps its longer expiry
+        log.warning("stored push: could not mark it processed",
+                    extra={"provider": item.provider, "error": type(exc).__name__})
 
 
 def _when(at: int | None, now: datetime) -> datetime:

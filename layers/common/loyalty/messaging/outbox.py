@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..privacy import mask_contact
+
 RANK = {"queued": 0, "deferred": 0, "dead_lettered": 0,
         "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "undelivered": 3,
         "read": 4, "skipped": 5, "suppressed": 5}
@@ -48,9 +50,7 @@ class ClaimRefused:
 
 def masked(to: str | None) -> str | None:
     """Phone numbers and OpenIDs in views and logs: enough to recognise, not to use."""
-    if not to:
-        return to
-    return to[:4] + "*" * max(len(to) - 7, 3) + to[-3:]
+    return mask_contact(to)
 
 
 def message_view(record: OutboxRecord) -> dict:

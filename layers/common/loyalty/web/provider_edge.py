@@ -59,10 +59,12 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
                                                        rules=rules))
         elif isinstance(item, inbound.InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
-            outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
+            with conversations.stored_push(item, msgs, now):   # marked processed, or why it failed
+                outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
         elif isinstance(item, inbound.ChannelEvent):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
-            outcomes.append(conversations.apply_event(item, ledger, now))
+            with conversations.stored_push(item, msgs, now):
+                outcomes.append(conversations.apply_event(item, ledger, now))
     return outcomes
 
 
