@@ -195,7 +195,7 @@ def expand_policy_template(name: str, values: Any, where: str = "") -> dict:
             return [substitute(item) for item in node]
         return node
 
-    return {"Version": "2012-10-17", **substitute(spec["Definition"])}
+    return substitute(spec["Definition"])
 
 
 def managed_policy(name_or_arn: str, where: str = "") -> dict:
