@@ -308,8 +308,8 @@ def _for_moto(document: dict, where: str) -> dict:
                                 "local stack's IAM check")
         if statement.get("Effect") not in ("Allow", "Deny"):
             raise TemplateError(f"{where}: a statement's Effect must be Allow or Deny, not {statement.get('Effect')!r}")
-        if "Resource" not in statement:
-            raise TemplateError(f"{where}: a statement without Resource")
+        if "Resource" not in statement or not ("Action" in statement or "NotAction" in statement):
+            raise TemplateError(f"{where}: a statement needs Resource and Action (or NotAction)")
         converted = {"Effect": statement["Effect"], "Resource": _patterns(statement["Resource"], lower=False)}
         for key in ("Action", "NotAction"):
             if key in statement:

@@ -63,11 +63,11 @@ def parse_call(environ: dict, body: bytes, default_region: str = "us-east-1") ->
         return AwsCall(service, operation, params if isinstance(params, dict) else {}, "json", region, path)
     if not signed_service:
         return None
+    form = dict(parse_qsl(environ.get("QUERY_STRING", "")))
     if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-        form = dict(parse_qsl(body.decode("utf-8", "replace")))
-        form.update(parse_qsl(environ.get("QUERY_STRING", "")))
-        if "Action" in form:
-            return AwsCall(signed_service, form["Action"], form, "query", region, path)
+        form.update(parse_qsl(body.decode("utf-8", "replace")))
+    if "Action" in form:
+        return AwsCall(signed_service, form["Action"], form, "query", region, path)
     return AwsCall(signed_service, "", {}, "rest", region, path)
 
 

@@ -136,6 +136,9 @@ def test_boto3_speaks_sqs_json_and_the_query_protocol_is_mapped_too():
     call = parse_call(form, b"Action=SendMessage&MessageBody=x")
     assert call.protocol == "query"
     assert permissions(call, ARNS) == [("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:app-Jobs")]
+    in_url = parse_call({**form, "CONTENT_TYPE": "", "PATH_INFO": "/",
+                         "QUERY_STRING": f"Action=ReceiveMessage&QueueUrl={QUEUE_URL}"}, b"")
+    assert permissions(in_url, ARNS) == [("sqs:ReceiveMessage", "arn:aws:sqs:us-east-1:123456789012:app-Jobs")]
 
 
 # ------------------------------------------------------------------ Secrets Manager and SSM
@@ -224,6 +227,8 @@ def test_statements_moto_cannot_evaluate_are_refused_rather_than_misread():
     for extra in ({"Condition": {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}}, {"NotResource": "x"}):
         with pytest.raises(TemplateError, match="not supported"):
             role({"Effect": "Allow", "Action": "s3:*", "Resource": "*", **extra})
+    with pytest.raises(TemplateError, match="needs Resource and Action"):
+        role({"Effect": "Allow", "Resource": "*"})
 
 
 def test_report_mode_is_off_unless_asked():
