@@ -9,7 +9,8 @@ or, from Python (tests):
         ...  # stack.api_url, stack.emulator_url, stack.drain(), stack.run_schedule()
 
 Modules, in the order a request meets them: template (read template.yaml),
-emulator (moto on loopback), resources (tables, queues, secrets from the template),
+emulator (moto on loopback), iam + iam_requests (each function's IAM policies,
+enforced on its AWS calls), resources (tables, queues, secrets from the template),
 runtime (import and invoke the functions), http + apigateway (the API), pollers
 (SQS event sources), schedules (run on demand), stack (all of it together),
 testing (helpers for test fixtures).

@@ -13,6 +13,10 @@ emulator with dummy credentials, so nothing can reach a real AWS account.
 Handlers run concurrently on threads, sharing module globals: unlike Lambda, where
 each concurrent call has its own container. To keep lazy initialisation (a cached
 client, a settings object) from racing, a function's first call runs alone.
+
+Each call runs as its function (iam.acting_as), and the runtime installs the header
+that tells the emulator which function makes an AWS call (iam.IdentityHeader), so
+that its IAM policies can be enforced.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from .iam import IdentityHeader, acting_as
 from .template import FunctionSpec, TemplateModel
 
 log = logging.getLogger(__name__)
@@ -161,7 +166,8 @@ class LocalFunction:
                                 memory_limit_in_mb=spec.memory_size, timeout_seconds=spec.timeout)
         started = time.monotonic()
         try:
-            return self.handler(event, context)
+            with acting_as(spec.logical_id):
+                return self.handler(event, context)
         finally:
             elapsed = time.monotonic() - started
             log.debug("%s %s took %.1f ms", spec.logical_id, context.aws_request_id, elapsed * 1000)
@@ -180,6 +186,7 @@ class FunctionRuntime:
         self.functions: dict[str, LocalFunction] = {}
         self._environment: EnvironmentPatch | None = None
         self._added_paths: list[str] = []
+        self._identity = IdentityHeader(endpoint_url)
 
     def environment(self) -> dict[str, str]:
         """Every variable start() puts in os.environ."""
@@ -190,6 +197,7 @@ class FunctionRuntime:
     def start(self) -> FunctionRuntime:
         """Set the environment, put layers on sys.path and import every handler."""
         self._environment = EnvironmentPatch(self.environment()).apply()
+        self._identity.install()
         for function in self.model.functions.values():
             for layer_dir in function.layer_dirs:
                 if str(layer_dir) not in sys.path:
@@ -208,6 +216,7 @@ class FunctionRuntime:
             if path in sys.path:
                 sys.path.remove(path)
         self._added_paths.clear()
+        self._identity.uninstall()
         if self._environment is not None:
             self._environment.restore()
             self._environment = None

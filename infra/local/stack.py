@@ -24,6 +24,7 @@ from .apigateway import LambdaProxyIntegration
 from .authorizer import LocalIssuer
 from .emulator import Emulator, time_scale_from_env
 from .http import HttpServer, Request, Response, Router
+from .iam import AccessControl
 from .pollers import DRAIN_TIMEOUT, Pollers
 from .resources import create_resources
 from .runtime import FunctionRuntime
@@ -127,6 +128,7 @@ class LocalStack:
         overrides = self._extension_overrides(f"http://{_loopback(self.host)}:{port}")
         self.model = load_template(self.template_path, parameter_overrides=overrides,
                                    stack_name=self.stack_name, sqs_endpoint=self.emulator.url)
+        self.emulator.enforce(AccessControl(self.model))  # each function's IAM policies, always
         create_resources(self.model, self.emulator.url)
         self.runtime = FunctionRuntime(self.model, self.emulator.url).start()
         self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=self.time_scale)

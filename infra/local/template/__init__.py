@@ -8,7 +8,8 @@ each function's IAM policies from what this package reads.
     model.functions["OrderWebhookFunction"].environment["TABLE_NAME"]
 
 Modules: source (the YAML, through cfn-lint's decoder), resolver (intrinsic functions),
-model (the dataclasses), sam (SAM's Globals, functions and events; loading).
+model (the dataclasses), sam (SAM's Globals, functions and events; loading), policies
+(each function's execution role, as SAM builds it).
 """
 
 from .model import (ApiEvent, FunctionSpec, JwtAuthorizer, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec, SqsEvent,

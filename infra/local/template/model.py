@@ -88,6 +88,8 @@ class FunctionSpec:
     environment: dict[str, str]
     layer_dirs: tuple[Path, ...]
     events: tuple[ApiEvent | SqsEvent | ScheduleEvent, ...]
+    # The execution role's policy documents, resolved (template/policies.py).
+    policies: tuple[dict, ...] = ()
 
     @property
     def folder(self) -> str:

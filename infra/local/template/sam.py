@@ -9,6 +9,7 @@ from typing import Any
 
 from .model import (ApiEvent, FunctionSpec, JwtAuthorizer, ParameterSpec, QueueSpec, ScheduleEvent, SecretSpec,
                     SqsEvent, TableSpec, TemplateError, TemplateModel, TokenClient)
+from .policies import function_policies
 from .resolver import as_env_value, Resolver, truthy
 from .source import read_template
 
@@ -128,6 +129,7 @@ def _function(resolver: Resolver, logical_id: str, properties: dict, root: Path)
         environment={key: as_env_value(value) for key, value in environment.items()},
         layer_dirs=_layer_dirs(resolver, properties.get("Layers") or [], root),
         events=events,
+        policies=function_policies(resolver, logical_id, properties),
     )
 
 
