@@ -204,6 +204,31 @@ def test_a_sender_short_of_time_starts_no_send_and_gives_the_rest_back_at_once(f
     assert len(again) == 2
 
 
+class SenderContext:
+    function_name, memory_limit_in_mb, aws_request_id = "send_whatsapp", 512, "req-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:send_whatsapp"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+
+def test_a_batch_whose_every_record_fails_answers_every_id_and_logs_each(fresh_aws, caplog):
+    """BatchProcessor would raise on an all-failed batch by default; ours answers it."""
+    import importlib.util
+    from pathlib import Path
+    source = Path(__file__).resolve().parents[2] / "functions" / "dispatcher" / "app.py"
+    spec = importlib.util.spec_from_file_location("fn_dispatcher_batch", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    event = {"Records": [{"messageId": "a", "receiptHandle": "rh-a", "body": "not json"},
+                         {"messageId": "b", "receiptHandle": "rh-b", "body": "{"}]}
+    assert module.handler(event, SenderContext()) == {"batchItemFailures": [{"itemIdentifier": "a"},
+                                                                           {"itemIdentifier": "b"}]}
+    failures = [r for r in caplog.records if r.getMessage() == "record failed; it will be retried"]
+    assert [(f.message_id, f.error) for f in failures] == [("a", "JSONDecodeError"), ("b", "JSONDecodeError")]
+    assert all(f.levelname == "WARNING" and f.exc_info is None for f in failures)   # one line each, no traceback
+
+
 def test_after_a_read_timeout_the_retry_waits_for_a_receipt_and_never_sends_twice(msgs):
     from loyalty.channels.inbound import StatusUpdate
     from loyalty.messaging.conversations import apply_status

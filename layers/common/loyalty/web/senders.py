@@ -4,9 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
+from aws_lambda_powertools.utilities.batch import process_partial_response
+
 from .. import wiring
 from ..messaging.sending import RetryLater, SendLater, send_message
-from .sqs import process_batch
+from .sqs import SqsBatch
 
 
 # Time one provider call can take (connect 3 s + read 8 s) and a margin: a send is not
@@ -23,12 +25,17 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
     `clock` is the function's wall clock (the time a send is recorded at). When the batch
     outlasts the function's time, the messages not started go back to the queue at once."""
 
-    def send(body: dict, record: dict, context) -> None:
+    def send(record, context) -> None:
+        # Short of time: this record's message is made visible again at once and the
+        # record raises, so BatchProcessor reports it failed; every later record of the
+        # batch finds even less time and does the same. No send starts, nothing waits
+        # out its visibility timeout, and the receive it cost is the only trace.
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if remaining is not None and remaining() < SEND_RESERVE_MS:
-            wiring.queues().change_visibility(record["receiptHandle"], 0, channel)
+            wiring.queues().change_visibility(record.receipt_handle, 0, channel)
             raise OutOfTime(f"{remaining()} ms left")
-        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        body = record.json_body
+        receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
         try:
             outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
                                    ledger=wiring.ledger_store(), queues=wiring.queues(),
@@ -36,7 +43,7 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
                                    now=clock(), last_delivery=receives >= wiring.settings().send_max_receives)
         except RetryLater as retry:
             # Backoff through the queue itself: the message comes back after the delay.
-            wiring.queues().change_visibility(record["receiptHandle"], retry.delay_s, channel)
+            wiring.queues().change_visibility(record.receipt_handle, retry.delay_s, channel)
             raise
         except SendLater as later:
             # Our rate limit: a fresh copy after the wait (this one is done with), so that
@@ -49,6 +56,6 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
 
     @logger.inject_lambda_context
     def handler(event, context):
-        return process_batch(event, lambda body, record: send(body, record, context), logger)
+        return process_partial_response(event, lambda record: send(record, context), SqsBatch(logger), context)
 
     return handler
