@@ -188,33 +188,43 @@ def test_drain_counts_dead_letter_queues_after_the_queues_that_feed_them():
     assert all(url in dead_letter for url in read[first_dead_letter:])
 
 
-def test_every_dead_letter_queue_has_an_alarm_and_every_sender_feeds_the_send_metrics():
-    """O4: an operator hears about a dead-lettered message and a failing provider."""
+def _resources_of_type(kind: str) -> dict[str, dict]:
     from infra.local.template import read_template
+    return {k: r for k, r in read_template(TEMPLATE)["Resources"].items() if r["Type"] == kind}
 
-    resources = read_template(TEMPLATE)["Resources"]
+
+def test_every_dead_letter_queue_has_an_alarm():
+    """O4: an operator hears about a dead-lettered message."""
     model = load_template(TEMPLATE)
-    of_type = lambda kind: {k: r["Properties"] for k, r in resources.items() if r["Type"] == kind}  # noqa: E731
-    alarmed = {dim["Value"]["Fn::GetAtt"][0] for props in of_type("AWS::CloudWatch::Alarm").values()
+    alarms = {k: r["Properties"] for k, r in _resources_of_type("AWS::CloudWatch::Alarm").items()}
+    alarmed = {dim["Value"]["Fn::GetAtt"][0] for props in alarms.values()
                for dim in props.get("Dimensions", []) if dim["Name"] == "QueueName"}
     assert alarmed == {queue.logical_id for queue in model.dead_letter_queues()}
-    for props in of_type("AWS::CloudWatch::Alarm").values():
+    for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": "OperatorAlarms"}]
-    filters = {(props["LogGroupName"]["Ref"], props["MetricTransformations"][0]["MetricName"])
-               for props in of_type("AWS::Logs::MetricFilter").values()}
-    senders = [name for name, f in model.functions.items() if any(
-        e.queue_arn in {q.arn for q in model.queues.values()} for e in f.events_of(SqsEvent))
-        and name.startswith("Send")]
-    assert len(senders) == 3
-    for sender in senders:
-        logs = sender.replace("Function", "Logs")
-        assert {(logs, "MessagesSent"), (logs, "MessagesFailed")} <= filters
-    patterns = {props["FilterPattern"] for props in of_type("AWS::Logs::MetricFilter").values()}
-    assert patterns == {'{ $.message = "message handled" && $.result = "sent" }',
-                        '{ $.message = "message handled" && $.result = "failed" }'}
-    # the field those patterns read is what the senders log
-    sender_source = (REPO / "layers" / "common" / "loyalty" / "web" / "senders.py").read_text()
-    assert '"message handled"' in sender_source and '"result": outcome.split(":", 1)[0]' in sender_source
+
+
+def test_the_send_metrics_come_from_the_senders_emf_not_from_log_text():
+    """O4: FailedSendRatioAlarm reads what the senders publish (loyalty/web/senders.py)."""
+    from infra.local.template import read_template
+    from loyalty.web.senders import COUNTED
+
+    template = read_template(TEMPLATE)
+    assert _resources_of_type("AWS::Logs::MetricFilter") == {}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace = {"Fn::Sub": "${AWS::StackName}/Messaging"}
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == namespace
+    alarm = _resources_of_type("AWS::CloudWatch::Alarm")["FailedSendRatioAlarm"]["Properties"]
+    read = {m["MetricStat"]["Metric"]["MetricName"]: m["MetricStat"]["Metric"]
+            for m in alarm["Metrics"] if "MetricStat" in m}
+    assert set(read) == set(COUNTED.values()) == {"MessagesSent", "MessagesFailed"}
+    for metric in read.values():
+        # the series without `channel`: the sum over every channel (senders.send_metrics)
+        assert metric["Namespace"] == namespace
+        assert metric["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+    dashboard = _resources_of_type("AWS::CloudWatch::Dashboard")["OperationsDashboard"]["Properties"]
+    body = dashboard["DashboardBody"]["Fn::Sub"]
+    assert '"MessagesSent", "service", "loyalty"' in body and '"MessagesSent", "channel", "whatsapp"' in body
 
 
 def test_a_poller_runs_what_it_received_when_filling_the_batch_fails():

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, SchemaValidationError
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from .. import wiring
@@ -15,9 +16,38 @@ from .sqs import SqsBatch
 # started with less left, so the function never stops in the middle of one.
 SEND_RESERVE_MS = 12_000
 
+# What FailedSendRatioAlarm and the dashboard count (namespace POWERTOOLS_METRICS_NAMESPACE,
+# `<stack>/Messaging`), by the result of the "message handled" line.
+COUNTED = {"sent": "MessagesSent", "failed": "MessagesFailed"}
+
 
 class OutOfTime(Exception):
     """Not started: too little time left before the function's timeout."""
+
+
+def send_metrics(channel: str) -> EphemeralMetrics:
+    """One invocation's metrics, published as one CloudWatch EMF line when it ends.
+
+    Each metric goes out under two dimension sets: `service` alone (Powertools adds it
+    from POWERTOOLS_SERVICE_NAME), which the alarm sums with one metric per name
+    whatever the number of channels, and `channel`, which the dashboard splits by.
+    Same data point, two series: nothing is counted twice within a series.
+
+    EphemeralMetrics rather than Metrics: Metrics instances share one metric set per
+    process, and the local stack runs the three senders on threads of one process."""
+    metrics = EphemeralMetrics()
+    metrics.add_dimensions(channel=channel)
+    return metrics
+
+
+def publish(metrics: EphemeralMetrics, logger) -> None:
+    """Flush the invocation's metrics. A batch that sent nothing flushes nothing (a
+    warning, not an error); a metrics misconfiguration (no namespace) is logged and
+    never fails a batch whose messages were handled."""
+    try:
+        metrics.flush_metrics(raise_on_empty_metrics=False)
+    except SchemaValidationError as exc:
+        logger.warning("send metrics not published", extra={"detail": str(exc)})
 
 
 def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
@@ -25,7 +55,7 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
     `clock` is the function's wall clock (the time a send is recorded at). When the batch
     outlasts the function's time, the messages not started go back to the queue at once."""
 
-    def send(record, context) -> None:
+    def send(record, context, metrics: EphemeralMetrics) -> None:
         # Short of time: this record's message is made visible again at once and the
         # record raises, so BatchProcessor reports it failed; every later record of the
         # batch finds even less time and does the same. No send starts, nothing waits
@@ -50,12 +80,19 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
             # waiting never counts towards the dead-letter queue's maxReceiveCount.
             wiring.queues().send(channel, body, delay_s=later.delay_s)
             outcome = f"rate_limited:{later.delay_s}s"
-        # `result` (sent, failed, suppressed, fallback, ...) feeds the template's metric filters.
+        result = outcome.split(":", 1)[0]   # sent, failed, suppressed, fallback, ...
+        if result in COUNTED:
+            metrics.add_metric(name=COUNTED[result], unit=MetricUnit.Count, value=1)
         logger.info("message handled", extra={"message_id": body["message_id"], "outcome": outcome,
-                                               "result": outcome.split(":", 1)[0]})
+                                               "result": result})
 
     @logger.inject_lambda_context
     def handler(event, context):
-        return process_partial_response(event, lambda record: send(record, context), SqsBatch(logger), context)
+        metrics = send_metrics(channel)
+        try:
+            return process_partial_response(event, lambda record: send(record, context, metrics),
+                                            SqsBatch(logger), context)
+        finally:
+            publish(metrics, logger)
 
     return handler
