@@ -193,15 +193,45 @@ def _resources_of_type(kind: str) -> dict[str, dict]:
     return {k: r for k, r in read_template(TEMPLATE)["Resources"].items() if r["Type"] == kind}
 
 
+def _scheduled_runs_queues() -> set[str]:
+    """Queues that catch scheduled runs: ScheduleV2 dead-letter queues, async failure destinations."""
+    queues = set()
+    for function in _resources_of_type("AWS::Serverless::Function").values():
+        properties = function["Properties"]
+        for event in (properties.get("Events") or {}).values():
+            if event["Type"] == "ScheduleV2":
+                queues.add(event["Properties"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0])
+        on_failure = (properties.get("EventInvokeConfig") or {}).get("DestinationConfig", {}).get("OnFailure")
+        if on_failure:
+            queues.add(on_failure["Destination"]["Fn::GetAtt"][0])
+    return queues
+
+
 def test_every_dead_letter_queue_has_an_alarm():
-    """O4: an operator hears about a dead-lettered message."""
+    """O4: an operator hears about a dead-lettered message or a scheduled run that failed."""
     model = load_template(TEMPLATE)
     alarms = {k: r["Properties"] for k, r in _resources_of_type("AWS::CloudWatch::Alarm").items()}
     alarmed = {dim["Value"]["Fn::GetAtt"][0] for props in alarms.values()
                for dim in props.get("Dimensions", []) if dim["Name"] == "QueueName"}
-    assert alarmed == {queue.logical_id for queue in model.dead_letter_queues()}
+    assert alarmed == {queue.logical_id for queue in model.dead_letter_queues()} | _scheduled_runs_queues()
     for props in alarms.values():
         assert props["AlarmActions"] == [{"Ref": "OperatorAlarms"}]
+
+
+def test_every_scheduled_function_has_its_failures_caught():
+    """Scheduler's own failures (after RetryPolicy) go to the schedule's DLQ; the function's
+    (it raised, after Lambda's async retries) to its OnFailure destination."""
+    functions = _resources_of_type("AWS::Serverless::Function")
+    scheduled = {name: f["Properties"] for name, f in functions.items()
+                 if any(e["Type"] == "ScheduleV2" for e in (f["Properties"].get("Events") or {}).values())}
+    assert set(scheduled) == {"ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction"}
+    queues = {k: r["Properties"] for k, r in _resources_of_type("AWS::SQS::Queue").items()}
+    for name, properties in scheduled.items():
+        for event in properties["Events"].values():
+            assert event["Properties"]["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["ScheduledRunsDLQ", "Arn"]}, name
+        on_failure = properties["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+        assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["ScheduledRunsDLQ", "Arn"]}}, name
+    assert queues["ScheduledRunsDLQ"]["MessageRetentionPeriod"] == 1209600          # 14 days
 
 
 def test_the_send_metrics_come_from_the_senders_emf_not_from_log_text():
