@@ -272,6 +272,23 @@ def test_every_checkov_skip_says_why():
             assert skip["id"].startswith("CKV_") and len(skip.get("comment", "")) > 20, (name, skip)
 
 
+def test_samconfig_profiles_name_real_parameters():
+    import tomllib
+
+    from infra.local.template import read_template
+
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    parameters = set(read_template(TEMPLATE)["Parameters"])
+    for env in ("default", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        assert config[env]["global"]["parameters"]["region"] == "us-east-1"
+        assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
+        overrides = dict(pair.split("=", 1) for pair in deploy["parameter_overrides"].split())
+        assert {"StageName", "ProgramTimezone", "AlarmEmail"} <= set(overrides) <= parameters
+    assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+    assert config["default"]["global"]["parameters"]["stack_name"] != config["prod"]["global"]["parameters"]["stack_name"]
+
+
 def test_a_poller_runs_what_it_received_when_filling_the_batch_fails():
     """A receive whose messages are dropped would count a delivery for nothing: they
     would come back later one receive closer to the dead-letter queue."""
