@@ -312,3 +312,62 @@ def test_a_poller_runs_what_it_received_when_filling_the_batch_fails():
 
     poller._sqs = Sqs()
     assert [m["MessageId"] for m in poller._receive_batch()] == ["a", "b"]
+
+
+def test_the_model_knows_where_scheduled_runs_fail_to():
+    model = load_template(TEMPLATE)
+    dlq = model.queues["ScheduledRunsDLQ"]
+    assert dlq in model.dead_letter_queues()
+    for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction"):
+        function = model.functions[name]
+        assert function.on_failure_arn == dlq.arn and function.async_retries == 2
+        assert [event.dead_letter_arn for event in function.events] == [dlq.arn]
+    assert model.functions["OrderWebhookFunction"].on_failure_arn is None
+
+
+class _RaisingRuntime:
+    """A FunctionRuntime whose function raises the first `failures` times."""
+
+    def __init__(self, endpoint_url: str, failures: int):
+        self.endpoint_url = endpoint_url
+        self.failures = failures
+        self.calls: list[tuple[str, dict]] = []
+
+    def invoke(self, logical_id, event):
+        self.calls.append((logical_id, event))
+        if len(self.calls) <= self.failures:
+            raise RuntimeError("the table is not there")
+        return {"ok": True}
+
+
+def _scheduled_runs_dlq(fresh_aws) -> list[dict]:
+    url = fresh_aws.model.queues["ScheduledRunsDLQ"].url
+    messages = fresh_aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+def test_a_scheduled_run_that_keeps_raising_is_retried_then_lands_in_its_on_failure_queue(fresh_aws):
+    """As in AWS: Scheduler invokes asynchronously, Lambda retries twice, then sends its
+    invocation record to EventInvokeConfig's OnFailure queue."""
+    from infra.local.schedules import ScheduleRunner, SimulatedClock
+
+    runtime = _RaisingRuntime(fresh_aws.url, failures=99)
+    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=SimulatedClock())
+    with pytest.raises(RuntimeError, match="the table is not there"):
+        runner.run("ExpiryScanFunction", "2027-03-01T00:05:00+08:00")
+    assert runtime.calls == [("ExpiryScanFunction", {"time": "2027-02-28T16:05:00Z"})] * 3
+    [record] = _scheduled_runs_dlq(fresh_aws)
+    assert record["requestPayload"] == {"time": "2027-02-28T16:05:00Z"}
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestContext"]["functionArn"] == fresh_aws.model.functions["ExpiryScanFunction"].arn + ":$LATEST"
+    assert record["responsePayload"] == {"errorMessage": "the table is not there", "errorType": "RuntimeError"}
+
+
+def test_a_scheduled_run_that_succeeds_on_a_retry_leaves_nothing_behind(fresh_aws):
+    from infra.local.schedules import ScheduleRunner, SimulatedClock
+
+    runtime = _RaisingRuntime(fresh_aws.url, failures=2)
+    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=SimulatedClock())
+    assert runner.run("ReleaseDeferredFunction", "2027-03-01T12:00:00Z")["result"] == {"ok": True}
+    assert len(runtime.calls) == 3 and _scheduled_runs_dlq(fresh_aws) == []
