@@ -33,8 +33,11 @@ $(CKVENV)/.installed: infra/checkov-requirements.txt
 
 ## make run [DEMO=0] [PORT=3000] [LOG=INFO]: the local stack on 127.0.0.1, plus the demo story
 LOG ?= WARNING
+# The senders' EMF metric lines print like logs: only when the logs show (LOG=INFO or DEBUG).
+METRICS_OFF = $(if $(filter INFO DEBUG,$(LOG)),false,true)
 run: venv
-	POWERTOOLS_LOG_LEVEL=$(LOG) $(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
+	POWERTOOLS_LOG_LEVEL=$(LOG) POWERTOOLS_METRICS_DISABLED=$(METRICS_OFF) \
+		$(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
 
 ## make test: lint (cfn-lint, sam validate, checkov) and build the template, then unit, integration and end-to-end tests
 test: venv lint build
