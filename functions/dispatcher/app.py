@@ -2,11 +2,12 @@
 from datetime import datetime, timezone
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from loyalty import wiring
 from loyalty.domain import parse_time
 from loyalty.messaging.dispatcher import dispatch_job
-from loyalty.web.sqs import process_batch
+from loyalty.web.sqs import SqsBatch
 
 logger = Logger()
 
@@ -19,11 +20,12 @@ def _now(job: dict) -> datetime:
     return max([wall] + [parse_time(s) for s in stamps if s])
 
 
-def _dispatch(job: dict, record: dict) -> None:
+def _dispatch(record) -> None:
+    job = record.json_body
     outcome = dispatch_job(job, wiring.messaging_store(), wiring.queues(), wiring.rules(), _now(job))
     logger.info("job dispatched", extra={"job_id": job.get("job_id"), "outcome": outcome})
 
 
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_batch(event, _dispatch, logger)
+    return process_partial_response(event, _dispatch, SqsBatch(logger), context)

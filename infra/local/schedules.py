@@ -9,6 +9,11 @@ a year ahead without waiting for midnight.
 The event is the schedule's Input with EventBridge Scheduler's context attributes
 (<aws.scheduler.scheduled-time> and friends) filled in; without Input it is the
 "Scheduled Event" envelope EventBridge sends.
+
+Scheduler invokes Lambda asynchronously, and so does this: a run that raises is tried
+again as Lambda would (EventInvokeConfig's MaximumRetryAttempts, default 2; at once here,
+not a minute or two later), then Lambda's invocation record goes to the function's
+OnFailure queue (if the template gives one), and the error is answered.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .emulator import emulator_client
 from .http import Request, Response
 from .runtime import FunctionRuntime
 from .template import FunctionSpec, ScheduleEvent, TemplateModel
@@ -160,10 +166,42 @@ class ScheduleRunner:
         self.clock.set(when)
         payload = scheduled_event(self.model, event, when)
         log.info("schedule %s.%s at %s", function.logical_id, event.name, iso_utc(when))
-        result = self.runtime.invoke(function.logical_id, payload)
+        result = self._invoke_async(function, payload)
         counts = self.drain()
         return {"function": function.logical_id, "event": event.name, "time": iso_utc(when),
                 "result": result, **counts}
+
+    def _invoke_async(self, function: FunctionSpec, payload: Any) -> Any:
+        """Lambda's asynchronous invocation: retries, then the OnFailure destination."""
+        attempts = 1 + max(0, function.async_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.runtime.invoke(function.logical_id, payload)
+            except Exception as exc:
+                if attempt < attempts:
+                    log.warning("%s raised (%s); Lambda retries it (%d of %d)", function.logical_id,
+                                type(exc).__name__, attempt, attempts - 1)
+                    continue
+                if function.on_failure_arn:
+                    self._send_invocation_record(function, payload, exc, attempts)
+                raise
+
+    def _send_invocation_record(self, function: FunctionSpec, payload: Any, exc: Exception,
+                                attempts: int) -> None:
+        queue = self.model.queue_by_arn(function.on_failure_arn)
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{function.arn}:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "requestPayload": payload,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": str(exc), "errorType": type(exc).__name__},
+        }
+        sqs = emulator_client("sqs", self.runtime.endpoint_url, self.model.region)
+        sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(record))
+        log.warning("%s failed %d time(s); its invocation record went to %s", function.logical_id,
+                    attempts, queue.logical_id)
 
     def scheduled_functions(self) -> list[str]:
         """Logical ids of the functions that have a Schedule/ScheduleV2 event."""

@@ -204,6 +204,105 @@ def test_a_sender_short_of_time_starts_no_send_and_gives_the_rest_back_at_once(f
     assert len(again) == 2
 
 
+class SenderContext:
+    function_name, memory_limit_in_mb, aws_request_id = "send_whatsapp", 512, "req-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:send_whatsapp"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+
+def sqs_event(*message_ids: str, channel: str = "whatsapp") -> dict:
+    import json
+    return {"Records": [{"messageId": f"sqs-{i}", "receiptHandle": f"rh-{i}",
+                         "body": json.dumps({"message_id": i, "channel": channel}),
+                         "attributes": {"ApproximateReceiveCount": "1"}} for i in message_ids]}
+
+
+def emf_lines(out: str) -> list[dict]:
+    """The CloudWatch EMF documents among what the handler printed (logs are JSON too)."""
+    import json
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" in line]
+
+
+def whatsapp_sender(monkeypatch, provider):
+    from aws_lambda_powertools import Logger
+
+    from loyalty import wiring
+    from loyalty.web.senders import sender_handler
+    monkeypatch.setattr(wiring, "channel_sender", lambda channel: provider)
+    return sender_handler("whatsapp", Logger(), clock=lambda: NOW)
+
+
+def test_a_send_publishes_messages_sent_as_emf_summed_by_service_and_split_by_channel(
+        fresh_aws, msgs, monkeypatch, capsys):
+    for message_id in ("m-1", "m-2"):
+        msgs.create_message(record(message_id=message_id))
+    handler = whatsapp_sender(monkeypatch, Provider())
+    capsys.readouterr()
+    answer = handler(sqs_event("m-1", "m-2"), SenderContext())
+    assert answer == {"batchItemFailures": []}
+    [emf] = emf_lines(capsys.readouterr().out)                       # one document per invocation
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == fresh_aws.environ["POWERTOOLS_METRICS_NAMESPACE"] == "loyalty-local/Messaging"
+    assert directive["Metrics"] == [{"Name": "MessagesSent", "Unit": "Count"}]
+    assert directive["Dimensions"] == [["service"], ["channel"]]
+    assert emf["service"] == "loyalty" and emf["channel"] == "whatsapp"
+    assert emf["MessagesSent"] == [1.0, 1.0]
+
+
+def test_a_permanent_failure_publishes_messages_failed(fresh_aws, msgs, monkeypatch, capsys):
+    msgs.create_message(record())
+    rejected = ProviderError("permanent", "132001", "template does not exist", provider="whatsapp")
+    handler = whatsapp_sender(monkeypatch, Provider(rejected))
+    capsys.readouterr()
+    assert handler(sqs_event("m-1"), SenderContext()) == {"batchItemFailures": []}
+    [emf] = emf_lines(capsys.readouterr().out)
+    assert [m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == ["MessagesFailed"]
+    assert emf["MessagesFailed"] == [1.0] and msgs.message("m-1").status == "failed"
+
+
+def test_a_batch_that_counts_nothing_publishes_nothing_and_only_warns(fresh_aws, msgs, monkeypatch, capsys):
+    msgs.create_message(record())
+    handler = whatsapp_sender(monkeypatch, Provider(ProviderError("transient", "http_503", "", provider="whatsapp")))
+    monkeypatch.setattr("loyalty.adapters.queues.SqsQueues.change_visibility", lambda *args, **kwargs: None)
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="No application metrics"):
+        answer = handler(sqs_event("m-1"), SenderContext())      # retried: neither sent nor failed
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "sqs-m-1"}]}
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_without_a_metrics_namespace_the_sends_stand_and_the_batch_answers(fresh_aws, msgs, monkeypatch, capsys,
+                                                                            caplog):
+    msgs.create_message(record())
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    handler = whatsapp_sender(monkeypatch, Provider())
+    capsys.readouterr()
+    assert handler(sqs_event("m-1"), SenderContext()) == {"batchItemFailures": []}
+    assert emf_lines(capsys.readouterr().out) == []
+    assert "send metrics not published" in [r.getMessage() for r in caplog.records]
+    assert msgs.message("m-1").status == "sent"
+
+
+def test_a_batch_whose_every_record_fails_answers_every_id_and_logs_each(fresh_aws, caplog):
+    """BatchProcessor would raise on an all-failed batch by default; ours answers it."""
+    import importlib.util
+    from pathlib import Path
+    source = Path(__file__).resolve().parents[2] / "functions" / "dispatcher" / "app.py"
+    spec = importlib.util.spec_from_file_location("fn_dispatcher_batch", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    event = {"Records": [{"messageId": "a", "receiptHandle": "rh-a", "body": "not json"},
+                         {"messageId": "b", "receiptHandle": "rh-b", "body": "{"}]}
+    assert module.handler(event, SenderContext()) == {"batchItemFailures": [{"itemIdentifier": "a"},
+                                                                           {"itemIdentifier": "b"}]}
+    failures = [r for r in caplog.records if r.getMessage() == "record failed; it will be retried"]
+    assert [(f.message_id, f.error) for f in failures] == [("a", "JSONDecodeError"), ("b", "JSONDecodeError")]
+    assert all(f.levelname == "WARNING" and f.exc_info is None for f in failures)   # one line each, no traceback
+
+
 def test_after_a_read_timeout_the_retry_waits_for_a_receipt_and_never_sends_twice(msgs):
     from loyalty.channels.inbound import StatusUpdate
     from loyalty.messaging.conversations import apply_status

@@ -72,6 +72,7 @@ class ScheduleEvent:
     input: str | None  # the JSON text given to the function, before substitution
     schedule_name: str
     enabled: bool
+    dead_letter_arn: str | None = None  # DeadLetterConfig: where Scheduler puts what it could not deliver
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class FunctionSpec:
     events: tuple[ApiEvent | SqsEvent | ScheduleEvent, ...]
     # The execution role's policy documents, resolved (template/policies.py).
     policies: tuple[dict, ...] = ()
+    # EventInvokeConfig: asynchronous invocations (schedules) are retried this many times,
+    # then their invocation record goes to the OnFailure queue, if there is one.
+    async_retries: int = 2
+    on_failure_arn: str | None = None
 
     @property
     def folder(self) -> str:
@@ -180,8 +185,13 @@ class TemplateModel:
         raise TemplateError(f"no queue in the template has the ARN {arn}")
 
     def dead_letter_queues(self) -> list[QueueSpec]:
-        """Queues that another queue's RedrivePolicy points at."""
+        """Queues that another queue's RedrivePolicy, a schedule's DeadLetterConfig or a
+        function's OnFailure destination points at."""
         targets = {q.dead_letter_arn for q in self.queues.values() if q.dead_letter_arn}
+        for function in self.functions.values():
+            if function.on_failure_arn:
+                targets.add(function.on_failure_arn)
+            targets.update(event.dead_letter_arn for event in function.events_of(ScheduleEvent))
         return [q for q in self.queues.values() if q.arn in targets]
 
     def find_function(self, name: str) -> FunctionSpec | None:

@@ -118,6 +118,8 @@ def _function(resolver: Resolver, logical_id: str, properties: dict, root: Path)
         event
         for event_name, spec in (properties.get("Events") or {}).items()
         if (event := _event(resolver, logical_id, event_name, spec)) is not None)
+    invoke_config = resolver.resolve(properties.get("EventInvokeConfig") or {})
+    on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
     return FunctionSpec(
         logical_id=logical_id,
         name=resolver.physical_name(logical_id),
@@ -130,6 +132,8 @@ def _function(resolver: Resolver, logical_id: str, properties: dict, root: Path)
         layer_dirs=_layer_dirs(resolver, properties.get("Layers") or [], root),
         events=events,
         policies=function_policies(resolver, logical_id, properties),
+        async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
+        on_failure_arn=str(on_failure["Destination"]) if on_failure.get("Type") == "SQS" else None,
     )
 
 
@@ -171,7 +175,8 @@ def _event(resolver: Resolver, function_id: str, name: str, spec: dict):
             timezone=str(properties.get("ScheduleExpressionTimezone", "UTC")),
             input=text,
             schedule_name=str(properties.get("Name") or f"{resolver.stack_name}-{function_id}{name}"),
-            enabled=truthy(properties.get("Enabled", True)) and state != "DISABLED")
+            enabled=truthy(properties.get("Enabled", True)) and state != "DISABLED",
+            dead_letter_arn=(properties.get("DeadLetterConfig") or {}).get("Arn"))
     return None  # other event types (S3, SNS, ...) do not run locally
 
 
