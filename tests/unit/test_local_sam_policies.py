@@ -94,7 +94,8 @@ def test_the_real_templates_policy_templates_expand_to_arns_of_its_resources():
 
 
 def test_expiry_scan_may_query_its_index_and_the_table():
-    statements = load_template(TEMPLATE).functions["ExpiryScanFunction"].policies[0]["Statement"]
+    policies = load_template(TEMPLATE).functions["ExpiryScanFunction"].policies
+    statements = [statement for policy in policies for statement in policy["Statement"]]
     table = "arn:aws:dynamodb:us-east-1:123456789012:table/loyalty-local-LoyaltyTable"
     queried = [s["Resource"] for s in statements if "dynamodb:Query" in s["Action"]]
     assert queried == [f"{table}/index/ExpiryIndex", table]
@@ -167,3 +168,11 @@ def test_what_cannot_be_read_is_an_error_naming_it(tmp_path, policy, problem):
                     f"    Properties: {{CodeUri: ., Handler: app.handler, Policies: [{policy}]}}\n")
     with pytest.raises(TemplateError, match=problem):
         load_template(path)
+
+
+def test_a_failure_destination_is_in_the_role_as_sam_puts_it():
+    functions = load_template(TEMPLATE).functions
+    dlq = "arn:aws:sqs:us-east-1:123456789012:loyalty-local-ScheduledRunsDLQ"
+    first = functions["ReleaseDeferredFunction"].policies[0]["Statement"]
+    assert first == [{"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": dlq}]
+    assert all(dlq not in str(policy) for policy in functions["OrderWebhookFunction"].policies)

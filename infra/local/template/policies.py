@@ -134,7 +134,9 @@ def function_policies(resolver: Resolver, logical_id: str, properties: dict) -> 
     policies = properties.get("Policies") or []
     if not isinstance(policies, list):
         policies = [policies]
-    documents = []
+    # An EventInvokeConfig destination: SAM puts sqs:SendMessage on it in the role, first.
+    documents = [_destination_policy(resolver, destination)
+                 for destination in _invoke_destinations(resolver, properties)]
     for index, policy in enumerate(policies):
         document = policy_document(resolver, policy, f"{logical_id}.Policies[{index}]")
         if document is not None:
@@ -146,6 +148,18 @@ def function_policies(resolver: Resolver, logical_id: str, properties: dict) -> 
     if any((event or {}).get("Type") == "SQS" for event in (properties.get("Events") or {}).values()):
         documents.append(copy.deepcopy(IMPLIED_MANAGED_POLICIES["AWSLambdaSQSQueueExecutionRole"]))
     return tuple(documents)
+
+
+def _invoke_destinations(resolver: Resolver, properties: dict) -> list[dict]:
+    config = resolver.resolve((properties.get("EventInvokeConfig") or {}).get("DestinationConfig") or {})
+    return [config[kind] for kind in ("OnSuccess", "OnFailure") if isinstance(config.get(kind), dict)]
+
+
+def _destination_policy(resolver: Resolver, destination: dict) -> dict:
+    kind = destination.get("Type")
+    if kind != "SQS":
+        raise TemplateError(f"EventInvokeConfig destination of type {kind} is not supported by the local IAM check")
+    return {"Statement": [{"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": destination["Destination"]}]}
 
 
 def policy_document(resolver: Resolver, policy: Any, where: str) -> dict | None:
