@@ -290,7 +290,8 @@ def test_samconfig_profiles_name_real_parameters():
         assert config[env]["global"]["parameters"]["region"] == "us-east-1"
         assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
         overrides = dict(pair.split("=", 1) for pair in deploy["parameter_overrides"].split())
-        assert {"StageName", "ProgramTimezone", "AlarmEmail"} <= set(overrides) <= parameters
+        assert {"ProgramTimezone", "AlarmEmail"} <= set(overrides) <= parameters
+    assert "AuthDomainPrefix" in config["prod"]["deploy"]["parameters"]["parameter_overrides"]
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
     assert config["default"]["global"]["parameters"]["stack_name"] != config["prod"]["global"]["parameters"]["stack_name"]
 
