@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator
 
-from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, classify_keyword
+from ..channels.keywords import classify_keyword
+from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..domain import stable_id
 from ..records import Consent
 from .dispatch import MARKETING_SCOPE, consent_scope
