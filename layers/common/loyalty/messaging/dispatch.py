@@ -106,6 +106,8 @@ def decide_scheduled(snapshot: MemberSnapshot, now: datetime, rules: "Rules", ca
     quiet = (messaging.quiet_hours.start, messaging.quiet_hours.end) if category == "marketing" else None
     windows = [(w.start, w.end) for w in messaging.windows]
     when = next_send_time(now, zone, windows, quiet, use_windows=True)
+    if when is None:   # rules that allow no moment (refused by validation): never sent
+        return Decision("skip", "no_send_window")
     variables = {"name": (profile.name if profile and profile.name else ""), **variables}
     if when > now:
         return Decision("defer", "outside_send_window", channels[0], tuple(channels[1:]), when, variables)
