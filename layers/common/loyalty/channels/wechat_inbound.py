@@ -1,7 +1,9 @@
 """WeChat Official Account pushes (XML, plain-text mode) parsed into plain values
-(`pushes`). Signature-checked before (`signatures.verify_wechat`); no I/O."""
+(`pushes`), and the passive reply that answers one in the webhook's response.
+Signature-checked before (`signatures.verify_wechat`); no I/O."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from ..errors import Invalid
@@ -113,3 +115,31 @@ def _wechat_event(root: ET.Element, sender: str, created: str, at: int | None) -
                             dedup_key=dedup, choices=choices)
     event = {"subscribe": "follow", "unsubscribe": "unfollow"}.get(name, "unknown")
     return ChannelEvent(provider="wechat", sender=sender, event=event, raw=raw, at=at, dedup_key=dedup)
+
+
+# --- the passive reply ------------------------------------------------------------------
+
+# What XML 1.0 cannot carry at all, escaped or not (C0 controls but tab, LF, CR; the
+# surrogates; U+FFFE and U+FFFF): left out, or the member would get no reply.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def cdata(text: str) -> str:
+    """`text` as CDATA, read back exactly: nothing inside CDATA is escaped (an "&amp;"
+    there is what the member would see), only "]]>" would end it, so the section is
+    closed between "]]" and ">" and reopened."""
+    return "<![CDATA[" + _NOT_XML.sub("", text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def account_of(xml_bytes: bytes) -> str:
+    """The account a push was sent to (ToUserName: the original id, gh_...), which the
+    reply comes from; "" when the push does not say."""
+    return _field(_parse_xml(xml_bytes), "ToUserName") or ""
+
+
+def passive_reply(to: str, account: str, text: str, at: int) -> str:
+    """The XML text message answering a push in the HTTP response: to the member's
+    OpenID, from the account, created at `at` (unix seconds)."""
+    return (f"<xml><ToUserName>{cdata(to)}</ToUserName><FromUserName>{cdata(account)}</FromUserName>"
+            f"<CreateTime>{int(at)}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content>{cdata(text)}</Content></xml>")

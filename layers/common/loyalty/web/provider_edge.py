@@ -20,10 +20,6 @@ if TYPE_CHECKING:  # templates and their models load on the first push, not at i
     from ..messaging import conversations
 
 
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _secret(name: str) -> str:
     value = wiring.secret(name)
     if not value:
@@ -124,16 +120,8 @@ def wechat_push(event: dict, now: datetime) -> str:
     reply = next((o.reply for o in outcomes if o.reply), None)
     if reply is None or not isinstance(item, InboundMessage):
         return "success"
-    return ("<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{me}]]></FromUserName>"
-            "<CreateTime>{t}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            "<Content><![CDATA[{text}]]></Content></xml>").format(
-        to=item.sender, me=_recipient(body), t=int(now.timestamp()), text=escape(reply).replace("]]>", "]]&gt;"))
-
-
-def _recipient(body: bytes) -> str:
-    import re
-    found = re.search(rb"<ToUserName><!\[CDATA\[(.*?)\]\]></ToUserName>", body)
-    return found.group(1).decode() if found else ""
+    # The text goes in CDATA as is: escaped there, the member would read "&amp;".
+    return wechat_inbound.passive_reply(item.sender, wechat_inbound.account_of(body), reply, int(now.timestamp()))
 
 
 # --- Aliyun -----------------------------------------------------------------------------
