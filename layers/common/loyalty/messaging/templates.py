@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LOCALES = ("zh-CN", "zh-HK", "en")
+# The last resort for an empty template parameter without a placeholder in the rules:
+# the providers refuse empty parameters, and a dash reads the same in every locale.
+EMPTY_PARAMETER = "—"
 
 
 class _Strict(BaseModel):
@@ -46,13 +49,29 @@ class MessageTemplate(_Strict):
     wechat: WeChatTemplate | None = None
     sms: SmsTemplate | None = None
     text: dict[str, str] | None = None         # free-form (replies inside a service window)
+    # variable -> locale -> what a template parameter says when the variable is empty
+    # (WhatsApp refuses an empty parameter, 132000; WeChat an empty field, 47003);
+    # free-form and SMS texts leave an empty variable out instead.
+    placeholders: dict[str, dict[str, str]] = {}
 
     @model_validator(mode="after")
     def _locales(self) -> "MessageTemplate":
-        for texts in (self.sms.text if self.sms else None, self.text):
+        for texts in (self.sms.text if self.sms else None, self.text, *self.placeholders.values()):
             if texts is not None and set(texts) != set(LOCALES):
                 raise ValueError(f"texts for exactly {', '.join(LOCALES)}")
+        for variable, texts in self.placeholders.items():
+            if any(not text.strip() for text in texts.values()):
+                raise ValueError(f"placeholders.{variable}: a placeholder says something (it stands in for an "
+                                 "empty parameter, which the providers refuse)")
         return self
+
+    def parameter(self, values: dict[str, str], name: str, locale: str) -> str:
+        """A template parameter: the variable, or its placeholder when it is empty (a
+        variable the message does not have at all is a KeyError, as in the texts)."""
+        value = values[name]
+        if value.strip():
+            return value
+        return self.placeholders.get(name, {}).get(locale) or EMPTY_PARAMETER
 
 
 def format_date(day: str, locale: str) -> str:
@@ -94,15 +113,19 @@ def render(template: MessageTemplate, channel: str, locale: str, variables: dict
         if channel == "wechat":
             return {"type": "text", "content": body}
         return {"text": body}
+
+    def param(name: str) -> str:   # an approved template's parameters are never empty
+        return template.parameter(values, name, locale)
+
     if channel == "whatsapp":
         config = _need(template.whatsapp, channel)
         return {"type": "template", "name": config.name, "language": config.languages.get(locale, "en"),
-                "body_params": [values[name] for name in config.body],
-                "button_params": [values[config.button]] if config.button else None}
+                "body_params": [param(name) for name in config.body],
+                "button_params": [param(config.button)] if config.button else None}
     if channel == "wechat":
         config = _need(template.wechat, channel)
         payload = {"type": config.kind, "template_id": config.template_id,
-                   "data": {key: values[name][:20] for key, name in config.fields.items()}}
+                   "data": {key: param(name)[:20] for key, name in config.fields.items()}}
         if config.kind == "template":
             payload.update(url=config.url, client_msg_id=message_id)
         else:
@@ -112,7 +135,7 @@ def render(template: MessageTemplate, channel: str, locale: str, variables: dict
     payload = {"text": config.text[locale].format(**values)}
     if config.aliyun_template_code:
         payload.update(template_code=config.aliyun_template_code,
-                       params={name: values[name] for name in config.aliyun_params})
+                       params={name: param(name) for name in config.aliyun_params})
     return payload
 
 
