@@ -26,7 +26,8 @@ def wechat_event(xml: str) -> dict:
             "rawQueryString": "&".join(f"{k}={v}" for k, v in query.items()), "queryStringParameters": query,
             "headers": {"content-type": "text/xml"},
             "requestContext": {"requestId": "req-wx", "stage": "$default", "domainName": "127.0.0.1:3000",
-                               "routeKey": "POST /webhooks/wechat", "http": {"method": "POST", "path": "/webhooks/wechat"}},
+                               "routeKey": "POST /webhooks/wechat",
+                               "http": {"method": "POST", "path": "/webhooks/wechat"}},
             "body": xml, "isBase64Encoded": False}
 
 

@@ -22,7 +22,8 @@ NOW = parse_time("2026-11-23T10:00:00+08:00")
 
 
 def member(points: int, locale: str = "en") -> MemberSnapshot:
-    profile = Profile(member_id="ana", name="Ana", phone="+85290000001", locale=locale, time_zone="Asia/Shanghai")
+    profile = Profile(member_id="ana", name="Ana", phone="+85290000001", locale=locale,
+                      time_zone="Asia/Shanghai")
     expires = NOW + timedelta(days=300)
     lots = (Lot("l1", NOW - timedelta(days=65), expires, points, points, "order:1"),) if points else ()
     return MemberSnapshot(profile=profile, consents={}, lots=lots)
