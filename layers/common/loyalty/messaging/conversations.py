@@ -14,7 +14,7 @@ from ..channels.keywords import classify_keyword
 from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..domain import stable_id
 from ..records import Consent
-from .dispatch import CONTACT, MARKETING_SCOPE, channels_for, consent_scope
+from .dispatch import CONTACT, MARKETING_SCOPE, channels_for, consent_scope, member_zone
 from .outbox import OutboxRecord
 from .templates import format_date, render
 
@@ -239,11 +239,11 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
     expiring = ""
     if live:
         from zoneinfo import ZoneInfo
-        zone = ZoneInfo(profile.time_zone if profile and profile.time_zone else rules.program_timezone)
-        first_day = live[0].expires_at.astimezone(zone).date()
-        soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(zone).date() == first_day)
+        zone = member_zone(profile, rules)   # the day the member reads is their own
+        first_day = live[0].expires_at.astimezone(ZoneInfo(zone)).date()
+        soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(ZoneInfo(zone)).date() == first_day)
         expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}",
-                                                        date=format_date(first_day.isoformat(), locale))
+                                                        date=format_date(live[0].expires_at, locale, zone))
     affordable = [item for item in rules.catalog if item.active and item.points <= balance]
     redeemable = FRAGMENTS["redeemable"][locale].format(item=max(affordable, key=lambda i: i.points).name) \
         if affordable else ""

@@ -3,8 +3,9 @@ needs (WhatsApp approved template, WeChat template or subscription message, SMS 
 Aliyun template), rendered for the member's locale into the payload a sender sends."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,8 +75,16 @@ class MessageTemplate(_Strict):
         return self.placeholders.get(name, {}).get(locale) or EMPTY_PARAMETER
 
 
-def format_date(day: str, locale: str) -> str:
-    parsed = date.fromisoformat(day)
+def format_date(day: str | date | datetime, locale: str, zone: str | None = None) -> str:
+    """A date as the member reads it: "2027年2月28日", "28 Feb 2027". A calendar date
+    (an ISO "YYYY-MM-DD" or a `date`) is shown as it is; an instant (an aware datetime)
+    is shown on the calendar of `zone`, the member's (dispatch.member_zone)."""
+    if isinstance(day, datetime):
+        if zone is None or day.tzinfo is None:
+            raise ValueError("an instant is shown in a time zone: give the member's")
+        parsed = day.astimezone(ZoneInfo(zone)).date()
+    else:
+        parsed = day if isinstance(day, date) else date.fromisoformat(day)
     if locale.startswith("zh"):
         return f"{parsed.year}年{parsed.month}月{parsed.day}日"
     return parsed.strftime("%d %b %Y").lstrip("0")
