@@ -108,3 +108,23 @@ def test_no_notice_without_consent(api, member):
     api.post("/_local/drain")
     [notice] = messages(api, member, kind="notice")
     assert notice["status"] == "skipped" and notice["channel"] is None
+
+
+def test_a_los_angeles_member_is_told_the_day_their_points_expire_in_los_angeles(api, member):
+    phone = f"+1415{uuid.uuid4().int % 10**7:07d}"
+    assert api.put(f"/members/{member}", {"name": "Ana", "phone": phone, "locale": "en",
+                                          "time_zone": "America/Los_Angeles",
+                                          "preferred_channels": ["whatsapp"]}).status_code == 200
+    api.put(f"/members/{member}/consents/whatsapp",
+            {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
+    # earned so that the lot expires at 2027-03-01T02:00+08:00, 2027-02-28T10:00 in Los Angeles
+    api.order(paid(member, f"o-{member}", 50000, occurred_at="2026-03-01T02:00:00+08:00"))
+    assert api.get(f"/members/{member}/points").json()["expiring"][0]["date"] == "2027-02-28"
+    # the planner's run 7 days before (Shanghai's calendar): 19:55 on the 21st in Los Angeles, in a window
+    api.schedule("ReminderScanFunction", "2027-02-22T11:55:00+08:00")
+    api.post("/_local/drain")
+    [message] = messages(api, member)
+    assert message["variables"]["expiry_date"] == "2027-02-28"
+    [sent] = [m for m in api.get("/_local/outbox").json()
+              if m["to"] == phone[1:] and m.get("template") == "points_expiring"]
+    assert sent["variables"][:3] == ["Ana", "520", "28 Feb 2027"]

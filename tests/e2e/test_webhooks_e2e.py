@@ -143,3 +143,46 @@ def test_aliyun_pushes_need_the_callback_token(api, member):
                              json=up, timeout=30)
     assert accepted.status_code == 200 and accepted.json() == {"code": 0, "msg": "接收成功"}
     assert api.get(f"/members/{member}/consents/sms").json()["status"] == "opted_out"
+
+
+def sandbox_outbox(api, phone: str) -> list[dict]:
+    """What the sandbox accepted for this number, the points-credited notice left out."""
+    return [m for m in api.get("/_local/outbox").json() if (m["to"] or "").lstrip("+") == phone.lstrip("+")
+            and m.get("template") != "points_credited" and "points were added" not in (m.get("text") or "")]
+
+
+def test_my_points_from_a_member_whose_points_buy_nothing_reaches_them_as_the_template(api, member):
+    # The push comes straight to our webhook, so for the sandbox (as for Meta when the
+    # member's last message is over a day old) the 24-hour window is closed: the reply
+    # goes as the approved template, whose parameters the sandbox checks as Meta does.
+    phone = "+852" + str(uuid.uuid4().int)[:8]
+    member_with_phone(api, member, phone)
+    api.order(paid(member, f"o-{member}", 1000))                    # 10 points: nothing is that cheap
+    assert post_whatsapp(api, wa_text(phone[1:], "我的积分")).status_code == 200
+    api.post("/_local/drain")
+    [sent] = sandbox_outbox(api, phone)
+    assert sent["template"] == "points_balance"
+    assert sent["variables"][0] == "10" and sent["variables"][2] == "Nothing to redeem yet."
+    [reply] = [m for m in api.get(f"/members/{member}/messages").json()["messages"] if m["kind"] == "reply"]
+    assert reply["status"] in ("sent", "delivered", "read") and reply["variables"]["redeemable"] == ""
+
+
+def test_a_reply_whose_template_whatsapp_refuses_comes_by_sms(api, member):
+    phone = "+852" + str(uuid.uuid4().int)[:8]
+    member_with_phone(api, member, phone)
+    api.put(f"/members/{member}/consents/sms",
+            {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
+    api.order(paid(member, f"o-{member}", 150000))
+    # Meta approved points_balance with two body parameters; our rules send three: 132000.
+    declared = api.post("/_local/sandbox/config", {"templates": {"whatsapp": {"points_balance": {
+        "body_parameters": 2}}}})
+    assert declared.status_code == 200, declared.text
+    try:
+        assert post_whatsapp(api, wa_text(phone[1:], "POINTS")).status_code == 200
+        api.post("/_local/drain")
+    finally:
+        api.post("/_local/sandbox/config", {"templates": {}})
+    [sent] = sandbox_outbox(api, phone)
+    assert (sent["channel"], sent["provider"]) == ("sms", "twilio") and "Your points: 1,520." in sent["text"]
+    [reply] = [m for m in api.get(f"/members/{member}/messages").json()["messages"] if m["kind"] == "reply"]
+    assert reply["channel"] == "sms" and any("132000" in (h.get("detail") or "") for h in reply["history"])

@@ -581,3 +581,19 @@ def test_the_senders_limit_themselves_to_their_share(monkeypatch):
         assert limiter.rate == 10.0
     finally:
         wiring.reset()
+
+
+@pytest.mark.parametrize("classify, status, code, template", [
+    (classify_whatsapp_error, 400, 132000, True), (classify_whatsapp_error, 400, 132001, True),
+    (classify_whatsapp_error, 400, 132012, True), (classify_whatsapp_error, 400, 132018, True),
+    (classify_whatsapp_error, 401, 190, False), (classify_whatsapp_error, 400, 131031, False),
+    (classify_wechat_error, 200, 40037, True), (classify_wechat_error, 200, 47003, True),
+    (classify_wechat_error, 200, 40125, False),
+    (classify_aliyun_error, 200, "isv.SMS_TEMPLATE_ILLEGAL", True),
+    (classify_aliyun_error, 200, "isv.TEMPLATE_MISSING_PARAMETERS", True),
+    (classify_aliyun_error, 200, "isv.SMS_SIGNATURE_ILLEGAL", False),
+    (classify_aliyun_error, 400, "SignatureDoesNotMatch", False),
+])
+def test_template_refusals_are_config_errors_about_the_template_only(classify, status, code, template):
+    found = classify(status, code)
+    assert (found.outcome, found.template) == ("config", template)

@@ -11,7 +11,8 @@ from importlib import resources
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import Invalid
 from .messaging.templates import MessageTemplate
@@ -77,6 +78,27 @@ class Window(_Strict):
     start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
+    def minutes(self) -> tuple[int, int]:
+        """(start, end) in minutes since midnight; an end of 23:59 is midnight, as the
+        send-time search reads it (messaging.windows)."""
+        start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (self.start, self.end))
+        return start, 1440 if self.end == "23:59" else end
+
+
+class SendWindow(Window):
+    """A time of day scheduled messages may go out in, in the member's zone: it ends
+    after it starts, the same day (quiet hours may wrap midnight; a send window may not,
+    the send-time search would never open it: 22:00-02:00 is 22:00-23:59 and 00:00-02:00)."""
+
+    @model_validator(mode="after")
+    def _opens(self) -> "SendWindow":
+        start, end = self.minutes()
+        if start >= end:
+            raise PydanticCustomError(
+                "send_window", "a send window ends after it starts, the same day ({start}-{end} never opens)",
+                {"start": self.start, "end": self.end})
+        return self
+
 
 class ReminderRules(_Strict):
     stages_days: tuple[int, ...] = (7, 3, 0)
@@ -113,14 +135,44 @@ class SmsRules(_Strict):
         return self.routes[max(matches, key=len)] if matches else self.default_provider
 
 
+def _quiet(minute: int, quiet: Window) -> bool:
+    """messaging.windows.in_quiet_hours, on minutes since midnight."""
+    start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (quiet.start, quiet.end))
+    return (start <= minute or minute < end) if start > end else (start <= minute < end)
+
+
 class MessagingRules(_Strict):
+    """Scheduled messages (reminders, campaigns) go out only inside `windows`, marketing
+    never in `quiet_hours`: validation refuses a document under which a message could
+    never go out, rather than let the dispatcher find out at night."""
+
     channels_order: tuple[Literal["whatsapp", "wechat", "sms"], ...] = ("whatsapp", "wechat", "sms")
     reminders: ReminderRules = ReminderRules()
-    windows: tuple[Window, ...] = (Window(start="12:00", end="13:30"), Window(start="19:00", end="21:00"))
+    # quiet_hours before windows: the windows' check reads it
     quiet_hours: Window = Window(start="21:00", end="08:00")
+    windows: tuple[SendWindow, ...] = Field(
+        (SendWindow(start="12:00", end="13:30"), SendWindow(start="19:00", end="21:00")),
+        validate_default=True)  # checked against quiet hours a document sets, even when it sets no windows
     caps: CapRules = CapRules()
     sms: SmsRules = SmsRules()
     link_base: str = "https://example.com/m/"
+
+    @field_validator("windows")
+    @classmethod
+    def _a_window_for_every_category(cls, windows: tuple[SendWindow, ...],
+                                     info: ValidationInfo) -> tuple[SendWindow, ...]:
+        if not windows:
+            raise PydanticCustomError("send_windows", "at least one send window: reminders and campaigns go out "
+                                      "only inside one, so with none they would never go out")
+        quiet = info.data.get("quiet_hours")
+        if quiet is None:   # invalid itself, and reported as such
+            return windows
+        if not any(not _quiet(minute, quiet) for window in windows for minute in range(*window.minutes())):
+            raise PydanticCustomError(
+                "send_windows", "every send window falls in the quiet hours ({start}-{end}): marketing never goes "
+                "out in quiet hours, so no marketing message could ever be sent; give at least one window time "
+                "outside them", {"start": quiet.start, "end": quiet.end})
+        return windows
 
 
 class Rules(_Strict):

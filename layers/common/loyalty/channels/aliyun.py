@@ -38,9 +38,10 @@ ALIYUN_ERRORS: dict[str, Classification] = {
     "Throttling": _T("transient", 5), "isp.SYSTEM_ERROR": _T("transient"), "isv.SYSTEM_ERROR": _T("transient"),
     "ServiceUnavailable": _T("transient"), "InternalError": _T("transient"), "SignatureNonceUsed": _T("transient"),
     "isv.MOBILE_NUMBER_ILLEGAL": _T("undeliverable"),
-    "isv.SMS_TEMPLATE_ILLEGAL": _T("config"), "isv.SMS_SIGNATURE_ILLEGAL": _T("config"),
-    "isv.TEMPLATE_MISSING_PARAMETERS": _T("config"), "isv.INVALID_PARAMETERS": _T("config"),
-    "isv.INVALID_JSON_PARAM": _T("config"), "isv.PARAM_LENGTH_LIMIT": _T("config"),
+    # the template (unknown code, parameters missing, malformed or too long): another channel may carry it
+    **{code: _T("config", template=True) for code in ("isv.SMS_TEMPLATE_ILLEGAL", "isv.TEMPLATE_MISSING_PARAMETERS",
+                                                      "isv.INVALID_JSON_PARAM", "isv.PARAM_LENGTH_LIMIT")},
+    "isv.SMS_SIGNATURE_ILLEGAL": _T("config"), "isv.INVALID_PARAMETERS": _T("config"),
     "isv.BLACK_KEY_CONTROL_LIMIT": _T("config"), "isv.AMOUNT_NOT_ENOUGH": _T("config"),
     "isv.OUT_OF_SERVICE": _T("config"), "isv.ACCOUNT_NOT_EXISTS": _T("config"), "isv.ACCOUNT_ABNORMAL": _T("config"),
     "isv.SMS_SIGNATURE_SCENE_ILLEGAL": _T("config"), "isp.RAM_PERMISSION_DENY": _T("config"),
@@ -152,4 +153,4 @@ class AliyunClient(HttpClient):
         found = classify_aliyun_error(response.status_code, code)
         raise ProviderError(found.outcome, str(code) if code else f"http_{response.status_code}",
                             str(answer.get("Message") or response.reason or ""), found.retry_after_s,
-                            provider=PROVIDER, http_status=response.status_code)
+                            provider=PROVIDER, http_status=response.status_code, template=found.template)

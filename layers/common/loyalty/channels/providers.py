@@ -21,6 +21,10 @@ raises `ProviderError`, whose `outcome` tells the caller what to do next:
     config         our configuration is wrong (template, credentials): alert, don't retry
     permanent      anything else the provider refused: record the message as failed
 
+`template` marks a config error about one template on that channel (its parameters,
+its name, its approval: WhatsApp 132000, WeChat 40037, Aliyun isv.SMS_TEMPLATE_ILLEGAL,
+...): never resent as is, but the message may still go on the member's next channel.
+
 Nothing here sleeps or retries in a loop: a retry is the queue's job.
 """
 from __future__ import annotations
@@ -65,10 +69,11 @@ class ProviderError(LoyaltyError):
     history, the retry reasons and the logs built from it never carry a full number."""
 
     def __init__(self, outcome: str, code: str | None, detail: str = "", retry_after_s: float | None = None,
-                 *, provider: str = "", http_status: int | None = None):
+                 *, provider: str = "", http_status: int | None = None, template: bool = False):
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         self.outcome = outcome
+        self.template = template   # a config error about this channel's template only
         self.code = code
         self.detail = detail = mask_phones(detail)
         self.retry_after_s = retry_after_s
@@ -79,11 +84,14 @@ class ProviderError(LoyaltyError):
 
 @dataclass(frozen=True)
 class Classification:
-    """What a provider's error means for us: the outcome, and how long to wait before a
-    retry when the provider says so (seconds; None: the queue's own backoff)."""
+    """What a provider's error means for us: the outcome, how long to wait before a
+    retry when the provider says so (seconds; None: the queue's own backoff), and
+    whether a config error is about the template alone (another channel may carry the
+    message)."""
 
     outcome: str
     retry_after_s: float | None = None
+    template: bool = False
 
 
 def classify_http_status(status: int) -> Classification:

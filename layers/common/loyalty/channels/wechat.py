@@ -48,8 +48,10 @@ WECHAT_ERRORS: dict[int, Classification] = {
     45047: _T("window_closed"),         # customer-service replies used up until the member writes again
     43004: _T("opted_out"),             # not following the account
     43101: _T("opted_out"),             # refused the subscription message
-    40037: _T("config"), 40036: _T("config"), 41028: _T("config"), 41030: _T("config"),
-    47003: _T("config"), 40013: _T("config"), 40125: _T("config"), 40164: _T("config"),
+    40037: _T("config", template=True),  # invalid template id
+    47003: _T("config", template=True),  # a template field's value refused (empty, too long, wrong type)
+    40036: _T("config"), 41028: _T("config"), 41030: _T("config"),
+    40013: _T("config"), 40125: _T("config"), 40164: _T("config"),
     48001: _T("config"), 40002: _T("config"), 40008: _T("config"), 41001: _T("config"), 41002: _T("config"),
     41004: _T("config"), 44002: _T("config"), 47001: _T("config"),
 }
@@ -335,7 +337,7 @@ class WeChatClient(HttpClient):
         found = classify_wechat_error(response.status_code, errcode, now=self._now())
         raise ProviderError(found.outcome, str(errcode) if errcode is not None else f"http_{response.status_code}",
                             str(answer.get("errmsg") or response.reason or ""), found.retry_after_s,
-                            provider=PROVIDER, http_status=response.status_code)
+                            provider=PROVIDER, http_status=response.status_code, template=found.template)
 
     def _post(self, path: str, body: dict, token: str) -> tuple[requests.Response, dict]:
         c = self.config

@@ -35,9 +35,12 @@ WHATSAPP_ERRORS: dict[int, Classification] = {
     131026: _T("undeliverable"),                      # not on WhatsApp, old app, ...: another channel
     130472: _T("undeliverable"),                      # number is part of an experiment: not sent
     131050: _T("opted_out"),                          # member stopped marketing messages
-    # ours: templates, account, credentials
-    132000: _T("config"), 132001: _T("config"), 132005: _T("config"), 132007: _T("config"),
-    132012: _T("config"), 132015: _T("config"), 132016: _T("config"), 132018: _T("config"),
+    # ours: the template (parameter count 132000 or format 132012/132018, name 132001, text
+    # too long 132005, policy 132007, paused 132015, disabled 132016): alert, never resend
+    # it as is; another channel may still carry the message
+    **{code: _T("config", template=True) for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016,
+                                                       132018)},
+    # ours: account, credentials
     0: _T("config"), 3: _T("config"), 10: _T("config"), 190: _T("config"), 200: _T("config"), 131005: _T("config"),
     368: _T("config"), 131031: _T("config"), 131042: _T("config"), 133010: _T("config"),
 }
@@ -124,4 +127,4 @@ class WhatsAppClient(HttpClient):
         raise ProviderError(found.outcome, str(code) if code is not None else f"http_{response.status_code}",
                             str(details or error.get("message") or response.reason or ""),
                             retry_after_header(response) or found.retry_after_s,
-                            provider=PROVIDER, http_status=response.status_code)
+                            provider=PROVIDER, http_status=response.status_code, template=found.template)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator
 
-from ..channels.inbound import ChannelEvent, InboundMessage, StatusUpdate, classify_keyword
+from ..channels.keywords import classify_keyword
+from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..domain import stable_id
 from ..records import Consent
-from .dispatch import MARKETING_SCOPE, consent_scope
+from .dispatch import CONTACT, MARKETING_SCOPE, channels_for, consent_scope, member_zone
 from .outbox import OutboxRecord
 from .templates import format_date, render
 
@@ -224,9 +225,9 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
         return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now)
     if keyword == "balance":
         return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
-                      queues, rules, now)
+                      queues, rules, now, answer=True)
     if keyword == "help":
-        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now)
+        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, answer=True)
     return Outcome("ignored:no_keyword")
 
 
@@ -238,11 +239,11 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
     expiring = ""
     if live:
         from zoneinfo import ZoneInfo
-        zone = ZoneInfo(profile.time_zone if profile and profile.time_zone else rules.program_timezone)
-        first_day = live[0].expires_at.astimezone(zone).date()
-        soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(zone).date() == first_day)
+        zone = member_zone(profile, rules)   # the day the member reads is their own
+        first_day = live[0].expires_at.astimezone(ZoneInfo(zone)).date()
+        soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(ZoneInfo(zone)).date() == first_day)
         expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}",
-                                                        date=format_date(first_day.isoformat(), locale))
+                                                        date=format_date(live[0].expires_at, locale, zone))
     affordable = [item for item in rules.catalog if item.active and item.points <= balance]
     redeemable = FRAGMENTS["redeemable"][locale].format(item=max(affordable, key=lambda i: i.points).name) \
         if affordable else ""
@@ -250,9 +251,12 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
 
 
 def _reply(template_name: str, variables: dict, member: str, message: InboundMessage, snapshot, msgs, queues,
-           rules: "Rules", now: datetime) -> Outcome:
+           rules: "Rules", now: datetime, *, answer: bool = False) -> Outcome:
     """Answer inside the service window the member just opened: free-form text. WeChat
-    answers in the HTTP response itself; the others go through the channel's sender."""
+    answers in the HTTP response itself; the others go through the channel's sender.
+    An `answer` to a question (balance, help) may go on the member's other consented
+    channels when this one cannot carry it (undeliverable, its template refused); a
+    consent confirmation stays on the channel it confirms."""
     channel = CHANNEL_OF[message.provider]
     template = rules.template(template_name)
     profile = snapshot.profile
@@ -261,11 +265,20 @@ def _reply(template_name: str, variables: dict, member: str, message: InboundMes
     payload = render(template, channel, locale, variables, message_id=message_id, free_form=True)
     to = message.sender if channel == "wechat" else (message.sender if message.sender.startswith("+")
                                                      else "+" + message.sender)
+    payloads, contacts = {channel: payload}, {channel: to}
+    if answer and channel != "wechat":
+        for other in channels_for(snapshot, rules, template.category):
+            contact = getattr(snapshot.profile, CONTACT[other], None)
+            if other != channel and getattr(template, other) is not None and contact:
+                # no service window there: the approved template (SMS: its text)
+                payloads[other] = render(template, other, locale, variables, message_id=message_id)
+                contacts[other] = contact
     record = OutboxRecord(message_id=message_id, member_id=member, kind="reply", template=template_name,
                           category=template.category, channel=channel, to=to, locale=locale, variables=variables,
-                          payloads={channel: payload}, fallbacks=(), status="queued", created_at=now,
+                          payloads=payloads, fallbacks=tuple(c for c in payloads if c != channel), status="queued",
+                          created_at=now,
                           history=(("queued", now.isoformat(), f"in reply to {message.provider_message_id}"),),
-                          extra={"provider": message.provider})
+                          extra={"provider": message.provider, **({"to": contacts} if len(contacts) > 1 else {})})
     if channel == "wechat":
         sent = replace(record, status="sent", provider="wechat",
                        provider_message_id=f"passive:{message.provider_message_id}",

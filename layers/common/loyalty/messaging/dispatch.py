@@ -74,15 +74,25 @@ def channels_for(snapshot: MemberSnapshot, rules: "Rules", category: str | None 
     return usable
 
 
+def member_zone(profile: Profile | None, rules: "Rules") -> str:
+    """The member's time zone (the profile's), else the programme's: where the member's
+    send windows, caps and the dates they read are counted."""
+    return profile.time_zone if profile and profile.time_zone else rules.program_timezone
+
+
 def decide_reminder(job: dict, snapshot: MemberSnapshot, now: datetime, rules: "Rules", category: str) -> Decision:
-    """Re-check the ledger, consent, caps and the member's send windows for a reminder."""
+    """Re-check the ledger, consent, caps and the member's send windows for a reminder.
+
+    The job names the day on the programme's calendar (the expiry index's); the member
+    is told the day in their own zone: the earliest of those lots' expiry there."""
     program_zone = ZoneInfo(rules.program_timezone)
     due = [lot for lot in snapshot.lots if lot.spendable(now)
            and lot.expires_at.astimezone(program_zone).date().isoformat() == job["expiry_date"]]
     points = sum(lot.remaining for lot in due)
     if points <= 0:
         return Decision("skip", "points_gone")
-    variables = {"points": points, "expiry_date": job["expiry_date"],
+    first = min(lot.expires_at for lot in due).astimezone(ZoneInfo(member_zone(snapshot.profile, rules)))
+    variables = {"points": points, "expiry_date": first.date().isoformat(),
                  "link": rules.messaging.link_base + job["member_id"]}
     return decide_scheduled(snapshot, now, rules, category, variables)
 
@@ -94,7 +104,7 @@ def decide_scheduled(snapshot: MemberSnapshot, now: datetime, rules: "Rules", ca
     if not channels:
         return Decision("skip", "no_consented_channel")
     profile = snapshot.profile
-    zone = (profile.time_zone if profile and profile.time_zone else rules.program_timezone)
+    zone = member_zone(profile, rules)
     local = now.astimezone(ZoneInfo(zone))
     if category == "marketing":
         caps = rules.messaging.caps
@@ -106,6 +116,8 @@ def decide_scheduled(snapshot: MemberSnapshot, now: datetime, rules: "Rules", ca
     quiet = (messaging.quiet_hours.start, messaging.quiet_hours.end) if category == "marketing" else None
     windows = [(w.start, w.end) for w in messaging.windows]
     when = next_send_time(now, zone, windows, quiet, use_windows=True)
+    if when is None:   # rules that allow no moment (refused by validation): never sent
+        return Decision("skip", "no_send_window")
     variables = {"name": (profile.name if profile and profile.name else ""), **variables}
     if when > now:
         return Decision("defer", "outside_send_window", channels[0], tuple(channels[1:]), when, variables)

@@ -6,10 +6,14 @@ transient      -> back to queued; the queue retries later (backoff with jitter);
 window_closed  -> WhatsApp free-form outside the 24 h window: send the template instead
 undeliverable  -> the next consented channel, once; none left: failed
 opted_out      -> record the opt-out, suppress; never retried
-config, permanent -> failed, with the provider's code
+config         -> logged as an error (an alert: our configuration is wrong), never resent
+                  as is; a template refused on this channel (WhatsApp 132000, ...) goes on
+                  the next consented channel like an undeliverable message, else failed
+permanent      -> failed, with the provider's code
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from ..rules import Rules
 
 Send = Callable[[OutboxRecord, str, dict], "SendResult"]   # (record, channel, payload)
+
+log = logging.getLogger(__name__)
 
 
 # No answer after the request went out: the provider may have accepted it.
@@ -115,7 +121,11 @@ def _failed(error: "ProviderError", record: OutboxRecord, channel: str, *, msgs,
             # record sent within this wait; the retry then finds nothing to send.
             delay = max(delay, RECEIPT_WAIT_S)
         raise RetryLater(delay, detail)
-    if error.outcome == "undeliverable" and record.fallbacks:
+    if error.outcome == "config":
+        log.error("the provider refused our configuration", extra={
+            "provider": error.provider, "code": error.code, "channel": channel, "template": record.template,
+            "template_only": error.template, "message_id": record.message_id})
+    if (error.outcome == "undeliverable" or (error.outcome == "config" and error.template)) and record.fallbacks:
         following = record.fallbacks[0]
         contact = record.extra.get("to", {}).get(following)
         if contact and msgs.switch_channel(record.message_id, following, contact, now, detail,

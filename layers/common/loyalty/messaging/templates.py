@@ -3,12 +3,16 @@ needs (WhatsApp approved template, WeChat template or subscription message, SMS 
 Aliyun template), rendered for the member's locale into the payload a sender sends."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LOCALES = ("zh-CN", "zh-HK", "en")
+# The last resort for an empty template parameter without a placeholder in the rules:
+# the providers refuse empty parameters, and a dash reads the same in every locale.
+EMPTY_PARAMETER = "—"
 
 
 class _Strict(BaseModel):
@@ -46,17 +50,41 @@ class MessageTemplate(_Strict):
     wechat: WeChatTemplate | None = None
     sms: SmsTemplate | None = None
     text: dict[str, str] | None = None         # free-form (replies inside a service window)
+    # variable -> locale -> what a template parameter says when the variable is empty
+    # (WhatsApp refuses an empty parameter, 132000; WeChat an empty field, 47003);
+    # free-form and SMS texts leave an empty variable out instead.
+    placeholders: dict[str, dict[str, str]] = {}
 
     @model_validator(mode="after")
     def _locales(self) -> "MessageTemplate":
-        for texts in (self.sms.text if self.sms else None, self.text):
+        for texts in (self.sms.text if self.sms else None, self.text, *self.placeholders.values()):
             if texts is not None and set(texts) != set(LOCALES):
                 raise ValueError(f"texts for exactly {', '.join(LOCALES)}")
+        for variable, texts in self.placeholders.items():
+            if any(not text.strip() for text in texts.values()):
+                raise ValueError(f"placeholders.{variable}: a placeholder says something (it stands in for an "
+                                 "empty parameter, which the providers refuse)")
         return self
 
+    def parameter(self, values: dict[str, str], name: str, locale: str) -> str:
+        """A template parameter: the variable, or its placeholder when it is empty (a
+        variable the message does not have at all is a KeyError, as in the texts)."""
+        value = values[name]
+        if value.strip():
+            return value
+        return self.placeholders.get(name, {}).get(locale) or EMPTY_PARAMETER
 
-def format_date(day: str, locale: str) -> str:
-    parsed = date.fromisoformat(day)
+
+def format_date(day: str | date | datetime, locale: str, zone: str | None = None) -> str:
+    """A date as the member reads it: "2027年2月28日", "28 Feb 2027". A calendar date
+    (an ISO "YYYY-MM-DD" or a `date`) is shown as it is; an instant (an aware datetime)
+    is shown on the calendar of `zone`, the member's (dispatch.member_zone)."""
+    if isinstance(day, datetime):
+        if zone is None or day.tzinfo is None:
+            raise ValueError("an instant is shown in a time zone: give the member's")
+        parsed = day.astimezone(ZoneInfo(zone)).date()
+    else:
+        parsed = day if isinstance(day, date) else date.fromisoformat(day)
     if locale.startswith("zh"):
         return f"{parsed.year}年{parsed.month}月{parsed.day}日"
     return parsed.strftime("%d %b %Y").lstrip("0")
@@ -94,15 +122,19 @@ def render(template: MessageTemplate, channel: str, locale: str, variables: dict
         if channel == "wechat":
             return {"type": "text", "content": body}
         return {"text": body}
+
+    def param(name: str) -> str:   # an approved template's parameters are never empty
+        return template.parameter(values, name, locale)
+
     if channel == "whatsapp":
         config = _need(template.whatsapp, channel)
         return {"type": "template", "name": config.name, "language": config.languages.get(locale, "en"),
-                "body_params": [values[name] for name in config.body],
-                "button_params": [values[config.button]] if config.button else None}
+                "body_params": [param(name) for name in config.body],
+                "button_params": [param(config.button)] if config.button else None}
     if channel == "wechat":
         config = _need(template.wechat, channel)
         payload = {"type": config.kind, "template_id": config.template_id,
-                   "data": {key: values[name][:20] for key, name in config.fields.items()}}
+                   "data": {key: param(name)[:20] for key, name in config.fields.items()}}
         if config.kind == "template":
             payload.update(url=config.url, client_msg_id=message_id)
         else:
@@ -112,7 +144,7 @@ def render(template: MessageTemplate, channel: str, locale: str, variables: dict
     payload = {"text": config.text[locale].format(**values)}
     if config.aliyun_template_code:
         payload.update(template_code=config.aliyun_template_code,
-                       params={name: values[name] for name in config.aliyun_params})
+                       params={name: param(name) for name in config.aliyun_params})
     return payload
 
 

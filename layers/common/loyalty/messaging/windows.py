@@ -2,7 +2,9 @@
 
 Marketing never goes out in quiet hours; scheduled messages (reminders, campaigns) wait
 for the next preferred window; notices the member just triggered go out at once. A job
-outside its window is deferred to the window's start, never dropped.
+outside its window is deferred to the window's start, never dropped. Rules under which
+no moment is allowed are refused when they are built (rules.MessagingRules); should one
+get this far all the same, nothing is sent (next_send_time answers None).
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ def in_quiet_hours(local: datetime, start: str, end: str) -> bool:
 
 
 def next_send_time(now: datetime, zone: str, windows: list[tuple[str, str]], quiet: tuple[str, str] | None,
-                   *, use_windows: bool) -> datetime:
+                   *, use_windows: bool) -> datetime | None:
     """`now` if a message may go out now, else the earliest moment it may (aware, in the
-    member's zone). With `use_windows`, only inside a window; always outside quiet hours."""
+    member's zone), or None when no moment in the next days is allowed (every window in
+    the quiet hours, no window): the caller sends nothing. With `use_windows`, only
+    inside a window; always outside quiet hours."""
     tz = ZoneInfo(zone)
     local = now.astimezone(tz)
     candidates = []
@@ -47,5 +51,7 @@ def next_send_time(now: datetime, zone: str, windows: list[tuple[str, str]], qui
                 moment = quiet_end
         if candidates:
             break
-    best = min(candidates) if candidates else local
+    if not candidates:
+        return None
+    best = min(candidates)
     return now if best <= local else best

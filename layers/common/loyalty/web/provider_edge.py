@@ -10,17 +10,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from .. import wiring
-from ..channels import inbound, signatures
+from ..channels import aliyun_inbound, signatures, twilio_inbound, wechat_inbound, whatsapp_inbound
+from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..errors import Invalid, Misconfigured
 from ..settings import settings
 from .edge import check_size, header, raw_body
 
 if TYPE_CHECKING:  # templates and their models load on the first push, not at import
     from ..messaging import conversations
-
-
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _secret(name: str) -> str:
@@ -52,16 +49,16 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
     ledger, msgs, queues, rules = wiring.ledger_store(), wiring.messaging_store(), wiring.queues(), wiring.rules()
     outcomes = []
     for item in items:
-        if isinstance(item, inbound.StatusUpdate):
+        if isinstance(item, StatusUpdate):
             # The status update is the record of a receipt (with its history): one write;
             # a failure the provider reports late may also read the record and re-route it.
             outcomes.append(conversations.apply_status(item, msgs, now, our_ref, ledger=ledger, queues=queues,
                                                        rules=rules))
-        elif isinstance(item, inbound.InboundMessage):
+        elif isinstance(item, InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):   # marked processed, or why it failed
                 outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
-        elif isinstance(item, inbound.ChannelEvent):
+        elif isinstance(item, ChannelEvent):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):
                 outcomes.append(conversations.apply_event(item, ledger, now))
@@ -84,7 +81,7 @@ def whatsapp_push(event: dict, now: datetime) -> list["conversations.Outcome"]:
         document = json.loads(body)
     except ValueError as exc:
         raise Invalid("the body is not JSON") from exc
-    return _apply(inbound.parse_whatsapp(document), now)
+    return _apply(whatsapp_inbound.parse_whatsapp(document), now)
 
 
 # --- Twilio -----------------------------------------------------------------------------
@@ -98,8 +95,8 @@ def twilio_push(event: dict, now: datetime, kind: str) -> list["conversations.Ou
                                                                _secret("TWILIO_AUTH_TOKEN")))
     if kind == "status":
         our_ref = (event.get("queryStringParameters") or {}).get("m")
-        return _apply([inbound.parse_twilio_status(_flat(form))], now, our_ref)
-    return _apply([inbound.parse_twilio_inbound(_flat(form))], now)
+        return _apply([twilio_inbound.parse_twilio_status(_flat(form))], now, our_ref)
+    return _apply([twilio_inbound.parse_twilio_inbound(_flat(form))], now)
 
 
 # --- WeChat -----------------------------------------------------------------------------
@@ -118,21 +115,13 @@ def wechat_push(event: dict, now: datetime) -> str:
                                                                now=int(now.timestamp())))
     body = raw_body(event)
     check_size(body)
-    item = inbound.parse_wechat(body)
+    item = wechat_inbound.parse_wechat(body)
     outcomes = _apply([item] if item is not None else [], now)
     reply = next((o.reply for o in outcomes if o.reply), None)
-    if reply is None or not isinstance(item, inbound.InboundMessage):
+    if reply is None or not isinstance(item, InboundMessage):
         return "success"
-    return ("<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{me}]]></FromUserName>"
-            "<CreateTime>{t}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            "<Content><![CDATA[{text}]]></Content></xml>").format(
-        to=item.sender, me=_recipient(body), t=int(now.timestamp()), text=escape(reply).replace("]]>", "]]&gt;"))
-
-
-def _recipient(body: bytes) -> str:
-    import re
-    found = re.search(rb"<ToUserName><!\[CDATA\[(.*?)\]\]></ToUserName>", body)
-    return found.group(1).decode() if found else ""
+    # The text goes in CDATA as is: escaped there, the member would read "&amp;".
+    return wechat_inbound.passive_reply(item.sender, wechat_inbound.account_of(body), reply, int(now.timestamp()))
 
 
 # --- Aliyun -----------------------------------------------------------------------------
@@ -146,5 +135,6 @@ def aliyun_push(event: dict, now: datetime, kind: str) -> list["conversations.Ou
         document = json.loads(body)
     except ValueError as exc:
         raise Invalid("the body is not JSON") from exc
-    items = inbound.parse_aliyun_report(document) if kind == "report" else inbound.parse_aliyun_up(document)
+    parse = aliyun_inbound.parse_aliyun_report if kind == "report" else aliyun_inbound.parse_aliyun_up
+    items = parse(document)
     return _apply(items, now)
