@@ -117,12 +117,12 @@ class Overtaken(MemoryLedgerStore):
 
 def test_the_service_reads_again_after_a_lost_race_and_never_after_a_refusal():
     store = Overtaken(lost=2)
-    assert update_profile(store, Profile("ana", phone=OLD))["phone"] == OLD
+    assert update_profile(store, store, Profile("ana", phone=OLD))["phone"] == OLD
     store.put_profile(Profile("bo", phone=NEW))
     calls = []
     store.put_profile = lambda p: calls.append(p) or MemoryLedgerStore.put_profile(store, p)
     with pytest.raises(ContactTaken):
-        update_profile(store, Profile("ana", phone=NEW))
+        update_profile(store, store, Profile("ana", phone=NEW))
     assert len(calls) == 1
 
 
