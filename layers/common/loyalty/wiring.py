@@ -18,7 +18,7 @@ T = TypeVar("T")
 def ledger_store() -> LedgerStore:
     """The ledger side of the table (accounts, profiles, consents, disputes): one adapter
     per port, over one table and one connection."""
-    from .adapters.dynamo import DynamoLedgerStore
+    from .adapters.ledger import DynamoLedgerStore
     s = settings()
     return DynamoLedgerStore(s.table_name, s.expiry_shards)
 
