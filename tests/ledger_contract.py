@@ -464,3 +464,64 @@ def test_concurrent_changes_of_one_profile_leave_no_alias_behind(store):
     assert final in phones
     assert {p: store.member_for_contact("PHONE", p) for p in ["+85291230001", *phones]} == {
         p: ("ana" if p == final else None) for p in ["+85291230001", *phones]}
+
+
+# --- what each store keeps exactly as given ----------------------------------------------
+
+def test_a_profile_in_any_script_is_kept_as_given_and_can_be_changed_again(store):
+    from loyalty.records import Profile
+    from loyalty.services.members import update_profile
+    given = Profile("ana", name="李雷 (Lǐ Léi)", phone="+8613800138000", wechat_openid="oAnaOpenId0001",
+                    locale="zh-CN", time_zone="Asia/Shanghai", preferred_channels=("wechat", "sms"),
+                    birthday="1990-05-01", referrer="m-bo", extra={"门店": "静安寺", "vip": True, "visits": 3})
+    update_profile(store, store, given)
+    assert store.get_profile("ana") == given
+    # the next write is conditional on the profile as read: it must hold on the same text
+    again = Profile("ana", name="李雷", phone="+8613800138000", preferred_channels=("wechat",))
+    assert update_profile(store, store, again)["name"] == "李雷"
+    assert store.get_profile("ana") == again
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") is None
+
+
+def test_a_channels_consent_history_is_newest_first_and_an_opt_out_wins_a_tie(store):
+    from loyalty.records import Consent
+    from loyalty.services.members import consent_view, record_consent
+    record_consent(store, Consent("ana", "sms", "opted_in", "checkout_checkbox", T0, proof="form-1"))
+    record_consent(store, Consent("ana", "sms", "opted_in", "checkout_checkbox", T0, proof="form-1"))  # again
+    record_consent(store, Consent("ana", "sms", "opted_out", "keyword:STOP", T0 + timedelta(hours=1)))
+    record_consent(store, Consent("ana", "sms", "opted_in", "api", T0 + timedelta(hours=1)))   # the same instant
+    record_consent(store, Consent("ana", "wechat", "opted_in", "follow", T0))
+    view = consent_view(store, "ana", "sms")
+    assert view["status"] == "opted_out"
+    assert [(c["status"], c["source"]) for c in view["history"]] == [
+        ("opted_out", "keyword:STOP"), ("opted_in", "api"), ("opted_in", "checkout_checkbox")]
+    assert view["history"][-1] == {"status": "opted_in", "source": "checkout_checkbox", "at": T0.isoformat(),
+                                   "proof": "form-1"}
+    assert [c.channel for c in store.consent_history("ana", "wechat")] == ["wechat"]
+
+
+def test_entries_keep_their_reason_meta_and_lots_and_the_last_full_page_has_no_cursor(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    adjust_points(store, RULES, "m1", 7, "补偿：快递延误", "op-7", "a1", "h1", T0 + timedelta(minutes=1))
+    adjust_points(store, RULES, "m1", -5, "correction", "op-7", "a2", "h2", T0 + timedelta(minutes=2))
+    page = ledger_page(store, "m1", None, 3)
+    assert page["next_cursor"] is None and len(page["entries"]) == 3
+    down, up, earn = page["entries"]
+    assert (up["reason"], up["meta"], up["amount"]) == ("补偿：快递延误", {"operator_id": "op-7"}, 7)
+    assert earn["meta"] == {"event_id": "e1", "amount_minor": 12345, "currency": "CNY"}
+    assert [lot["points"] for lot in down["lots"]] == [5] and down["source"] == "operator:op-7"
+    assert earn["recorded_at"] == T0.isoformat()
+    first = ledger_page(store, "m1", None, 2)
+    assert [e["entry_id"] for e in ledger_page(store, "m1", first["next_cursor"], 2)["entries"]] == [earn["entry_id"]]
+
+
+def test_a_night_run_for_a_time_before_the_members_newest_entry_reads_the_member_and_expires_once(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)                  # due 2027-03-10
+    adjust_points(store, RULES, "m1", 5, "later", "op", "a1", "h1", T0 + timedelta(days=400))
+    night = parse_time("2027-03-11T00:05:00+08:00")                              # before the adjustment
+    summary = expire(store, night)
+    assert (summary.lots_expired, summary.points_expired, summary.retried_members) == (1, 143, 1)
+    assert expire(store, night).lots_expired == 0
+    assert balance(store) == 5
+    assert [e["type"] for e in ledger_page(store, "m1", None, 10)["entries"]] == ["EXPIRE", "ADJUST", "EARN"]
+    assert_reconciled(store)
