@@ -326,7 +326,8 @@ def test_a_dispute_waits_for_review_and_an_upheld_one_adds_a_correcting_entry(st
         open_dispute(store, store, "m1", "no-such-entry", "?", "k2", T0)
     resolved = resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0)
     assert resolved.status == "upheld" and store.open_disputes(10) == []
-    assert resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0) == resolved
+    assert resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added",
+                           T0) == resolved
     with pytest.raises(Conflict):
         resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "rejected", 0, "op-2", "no", T0)
     assert balance(store) == 163
@@ -366,7 +367,8 @@ def test_a_contact_another_member_holds_is_refused_and_nothing_changes(store):
 def test_putting_ones_own_contacts_again_is_fine(store):
     from loyalty.services.members import update_profile
     for name in ("Ana", "Ana", "Ana Li"):
-        view = update_profile(store, store, profile("ana", name=name, phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+        view = update_profile(store, store, profile("ana", name=name, phone="+85291230001",
+                                                    wechat_openid="oAnaOpenId0001"))
         assert (view["name"], view["phone"]) == (name, "+85291230001")
     assert store.member_for_contact("PHONE", "+85291230001") == "ana"
     assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "ana"

@@ -44,7 +44,8 @@ EXPIRY_INDEX = "ExpiryIndex"
 # the messaging side's). PynamoDB needs them to type keys and key conditions.
 SCHEMA = {
     "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-    "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("PK", "SK", "EXP_PK", "EXP_SK")],
+    "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"}
+                             for name in ("PK", "SK", "EXP_PK", "EXP_SK")],
     "GlobalSecondaryIndexes": [{"IndexName": EXPIRY_INDEX, "KeySchema": [
         {"AttributeName": "EXP_PK", "KeyType": "HASH"}, {"AttributeName": "EXP_SK", "KeyType": "RANGE"}]}],
 }
@@ -154,11 +155,6 @@ class LedgerTable:
                 self._connection = table
             return self._connection
 
-    @property
-    def client(self):
-        """The botocore client every call of this table goes through."""
-        return self.connection.connection.client
-
     def bind(self, model: type[M]) -> type[M]:
         """`model` on this table: a subclass whose Meta names the table and whose
         connection is the table's (the same subclass each time)."""
@@ -174,13 +170,13 @@ class LedgerTable:
             return bound
 
     def batch_get(self, keys: list[tuple[type[M], str, str]]) -> dict[tuple[str, str], Model]:
-        """Items of several models in one consistent BatchGetItem, by (PK, SK). Model.batch_get
-        reads one model only, so this goes through the connection; each item is read by
+        """Items of several models in one consistent BatchGetItem, by (PK, SK), each read by
         its own model."""
         models = {(pk, sk): model for model, pk, sk in keys}
         request: list[dict] = [{"PK": pk, "SK": sk} for _, pk, sk in keys]
         found: dict[tuple[str, str], Model] = {}
         for _ in range(8):
+            # the connection, not a model: Model.batch_get reads the items of one model only
             response = self.connection.batch_get_item(request, consistent_read=True)
             for raw in response.get("Responses", {}).get(self.name, []):
                 key = LedgerModel.from_raw_data(raw)
