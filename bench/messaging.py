@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from loyalty.domain import Lot, LotWrite, add_months, parse_time
-from loyalty.records import Change
+from loyalty.domain import Lot, add_months, parse_time
 from loyalty.web.signatures import sign_order_body
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -115,12 +114,10 @@ def run(counter, row, n: int = 20) -> None:
 
 def planning(aws, counter, row, members: int, due: int) -> None:
     """`members` members with one lot each; `due` of them at a reminder stage tonight."""
-    from loyalty.adapters.dynamo import DynamoLedgerStore
+    from bench.ledger import ledger_store, load_lots
     aws.reset()
-    table = aws.environ["TABLE_NAME"]
-    store = DynamoLedgerStore(table, 4, client=aws.client("dynamodb"))
     night = parse_time("2027-11-10T11:55:00+08:00")
-    puts = []
+    lots = []
     for i in range(members):
         if i < due:
             expires = night + timedelta(days=(7, 3, 0)[i % 3], hours=3)
@@ -128,14 +125,9 @@ def planning(aws, counter, row, members: int, due: int) -> None:
             expires = night + timedelta(days=8 + i % 20)   # not at a stage: never read
             if (expires - night).days == 30:
                 expires += timedelta(days=1)
-        lot = Lot(lot_id=f"o-{i}", earned_at=expires - timedelta(days=365), expires_at=expires, points=200,
-                  remaining=200, source=f"order:{i}")
-        items, _ = store._transaction(Change(member_id=f"member-{i:06d}", expected_version=0,
-                                             lots=(LotWrite(lot, new=True),)))
-        puts.append(items[1]["Put"]["Item"])
-    client = aws.client("dynamodb")
-    for start in range(0, len(puts), 25):
-        client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}} for item in puts[start:start + 25]]})
+        lots.append((f"member-{i:06d}", Lot(lot_id=f"o-{i}", earned_at=expires - timedelta(days=365),
+                                            expires_at=expires, points=200, remaining=200, source=f"order:{i}")))
+    load_lots(ledger_store(aws), lots, with_members=False)
     from bench.ledger import Context, handler
     scan = handler("reminder_scan")
     counter.reset()

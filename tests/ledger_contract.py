@@ -318,17 +318,18 @@ def test_a_dispute_waits_for_review_and_an_upheld_one_adds_a_correcting_entry(st
     from loyalty.services.disputes import open_dispute, resolve_dispute
     handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
     entry_id = ledger_page(store, "m1", None, 1)["entries"][0]["entry_id"]
-    dispute, created = open_dispute(store, "m1", entry_id, "the bonus is missing", "k1", T0)
+    dispute, created = open_dispute(store, store, "m1", entry_id, "the bonus is missing", "k1", T0)
     assert created and dispute.status == "open"
-    assert open_dispute(store, "m1", entry_id, "the bonus is missing", "k1", T0) == (dispute, False)
+    assert open_dispute(store, store, "m1", entry_id, "the bonus is missing", "k1", T0) == (dispute, False)
     assert [d.dispute_id for d in store.open_disputes(10)] == [dispute.dispute_id]
     with pytest.raises(Invalid):
-        open_dispute(store, "m1", "no-such-entry", "?", "k2", T0)
-    resolved = resolve_dispute(store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0)
+        open_dispute(store, store, "m1", "no-such-entry", "?", "k2", T0)
+    resolved = resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0)
     assert resolved.status == "upheld" and store.open_disputes(10) == []
-    assert resolve_dispute(store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added", T0) == resolved
+    assert resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "upheld", 20, "op-1", "bonus added",
+                           T0) == resolved
     with pytest.raises(Conflict):
-        resolve_dispute(store, RULES, "m1", dispute.dispute_id, "rejected", 0, "op-2", "no", T0)
+        resolve_dispute(store, store, RULES, "m1", dispute.dispute_id, "rejected", 0, "op-2", "no", T0)
     assert balance(store) == 163
     newest = ledger_page(store, "m1", None, 1)["entries"][0]
     assert newest["type"] == "ADJUST" and newest["amount"] == 20 and dispute.dispute_id in newest["reason"]
@@ -345,13 +346,13 @@ def profile(member: str, **fields) -> "Profile":
 def test_a_contact_another_member_holds_is_refused_and_nothing_changes(store):
     from loyalty.errors import ContactTaken
     from loyalty.services.members import update_profile
-    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
-    update_profile(store, profile("bo", name="Bo", phone="+85291230002"))
+    update_profile(store, store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, store, profile("bo", name="Bo", phone="+85291230002"))
     for fields, named in (({"phone": "+85291230001"}, ["phone"]),
                           ({"phone": "+85291230002", "wechat_openid": "oAnaOpenId0001"}, ["wechat_openid"]),
                           ({"phone": "+85291230001", "wechat_openid": "oAnaOpenId0001"}, ["phone", "wechat_openid"])):
         with pytest.raises(ContactTaken) as refused:
-            update_profile(store, profile("bo", name="Bob", **fields))
+            update_profile(store, store, profile("bo", name="Bob", **fields))
         assert refused.value.problems == [{"field": f, "problem": "held by another member"} for f in named]
         assert "ana" not in str(refused.value)
     assert store.get_profile("bo") == profile("bo", name="Bo", phone="+85291230002")     # untouched
@@ -359,14 +360,15 @@ def test_a_contact_another_member_holds_is_refused_and_nothing_changes(store):
     assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "ana"
     assert store.member_for_contact("PHONE", "+85291230002") == "bo"
     with pytest.raises(ContactTaken):   # a member without a profile yet gets none either
-        update_profile(store, profile("cy", phone="+85291230001"))
+        update_profile(store, store, profile("cy", phone="+85291230001"))
     assert store.get_profile("cy") is None
 
 
 def test_putting_ones_own_contacts_again_is_fine(store):
     from loyalty.services.members import update_profile
     for name in ("Ana", "Ana", "Ana Li"):
-        view = update_profile(store, profile("ana", name=name, phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+        view = update_profile(store, store, profile("ana", name=name, phone="+85291230001",
+                                                    wechat_openid="oAnaOpenId0001"))
         assert (view["name"], view["phone"]) == (name, "+85291230001")
     assert store.member_for_contact("PHONE", "+85291230001") == "ana"
     assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "ana"
@@ -374,17 +376,17 @@ def test_putting_ones_own_contacts_again_is_fine(store):
 
 def test_changing_or_clearing_a_contact_releases_it_for_another_member(store):
     from loyalty.services.members import update_profile
-    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
-    update_profile(store, profile("ana", phone="+85291230009"))       # new phone; OpenID left out = cleared
+    update_profile(store, store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, store, profile("ana", phone="+85291230009"))       # new phone; OpenID left out = cleared
     assert store.member_for_contact("PHONE", "+85291230001") is None
     assert store.member_for_contact("OPENID", "oAnaOpenId0001") is None
     assert store.member_for_contact("PHONE", "+85291230009") == "ana"
-    update_profile(store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
     assert store.member_for_contact("PHONE", "+85291230001") == "bo"
     assert store.member_for_contact("OPENID", "oAnaOpenId0001") == "bo"
-    update_profile(store, profile("ana", phone=None))                    # null: released too
+    update_profile(store, store, profile("ana", phone=None))                    # null: released too
     assert store.member_for_contact("PHONE", "+85291230009") is None
-    update_profile(store, profile("cy", phone="+85291230009"))
+    update_profile(store, store, profile("cy", phone="+85291230009"))
     assert store.member_for_contact("PHONE", "+85291230009") == "cy"
 
 
@@ -403,11 +405,11 @@ def test_inbound_messages_reach_the_member_holding_the_contact_then_the_next_one
         return apply_event(ChannelEvent("wechat", "oAnaOpenId0001", "unfollow", "unsubscribe", None, f"wx#{n}"),
                            store, T0 + timedelta(minutes=n))
 
-    update_profile(store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, store, profile("ana", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
     assert stop_marketing(1).handled == "consent:opted_out" and unfollow(1).handled == "consent:opted_out"
     assert len(store.consent_history("ana", marketing)) == 1 and len(store.consent_history("ana", "wechat")) == 1
-    update_profile(store, profile("ana", phone="+85291230009"))
-    update_profile(store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
+    update_profile(store, store, profile("ana", phone="+85291230009"))
+    update_profile(store, store, profile("bo", phone="+85291230001", wechat_openid="oAnaOpenId0001"))
     stop_marketing(2), unfollow(2)
     assert len(store.consent_history("bo", marketing)) == 1 and len(store.consent_history("bo", "wechat")) == 1
     assert len(store.consent_history("ana", marketing)) == 1 and len(store.consent_history("ana", "wechat")) == 1
@@ -424,7 +426,7 @@ def test_members_claiming_one_phone_at_once_leave_exactly_one_holder(store):
     def claim(member: str):
         start.wait()
         try:
-            update_profile(store, profile(member, phone="+85291230001"))
+            update_profile(store, store, profile(member, phone="+85291230001"))
             won.append(member)
         except ContactTaken:
             refused.append(member)
@@ -443,14 +445,14 @@ def test_concurrent_changes_of_one_profile_leave_no_alias_behind(store):
     import threading
 
     from loyalty.services.members import update_profile
-    update_profile(store, profile("ana", phone="+85291230001"))
+    update_profile(store, store, profile("ana", phone="+85291230001"))
     phones = [f"+8529123001{i}" for i in range(4)]
     start, failed = threading.Barrier(len(phones)), []
 
     def change(phone: str):
         start.wait()
         try:
-            update_profile(store, profile("ana", phone=phone))
+            update_profile(store, store, profile("ana", phone=phone))
         except Exception as exc:  # noqa: BLE001 - reported below, not lost in the thread
             failed.append(exc)
 
@@ -464,3 +466,64 @@ def test_concurrent_changes_of_one_profile_leave_no_alias_behind(store):
     assert final in phones
     assert {p: store.member_for_contact("PHONE", p) for p in ["+85291230001", *phones]} == {
         p: ("ana" if p == final else None) for p in ["+85291230001", *phones]}
+
+
+# --- what each store keeps exactly as given ----------------------------------------------
+
+def test_a_profile_in_any_script_is_kept_as_given_and_can_be_changed_again(store):
+    from loyalty.records import Profile
+    from loyalty.services.members import update_profile
+    given = Profile("ana", name="李雷 (Lǐ Léi)", phone="+8613800138000", wechat_openid="oAnaOpenId0001",
+                    locale="zh-CN", time_zone="Asia/Shanghai", preferred_channels=("wechat", "sms"),
+                    birthday="1990-05-01", referrer="m-bo", extra={"门店": "静安寺", "vip": True, "visits": 3})
+    update_profile(store, store, given)
+    assert store.get_profile("ana") == given
+    # the next write is conditional on the profile as read: it must hold on the same text
+    again = Profile("ana", name="李雷", phone="+8613800138000", preferred_channels=("wechat",))
+    assert update_profile(store, store, again)["name"] == "李雷"
+    assert store.get_profile("ana") == again
+    assert store.member_for_contact("OPENID", "oAnaOpenId0001") is None
+
+
+def test_a_channels_consent_history_is_newest_first_and_an_opt_out_wins_a_tie(store):
+    from loyalty.records import Consent
+    from loyalty.services.members import consent_view, record_consent
+    record_consent(store, Consent("ana", "sms", "opted_in", "checkout_checkbox", T0, proof="form-1"))
+    record_consent(store, Consent("ana", "sms", "opted_in", "checkout_checkbox", T0, proof="form-1"))  # again
+    record_consent(store, Consent("ana", "sms", "opted_out", "keyword:STOP", T0 + timedelta(hours=1)))
+    record_consent(store, Consent("ana", "sms", "opted_in", "api", T0 + timedelta(hours=1)))   # the same instant
+    record_consent(store, Consent("ana", "wechat", "opted_in", "follow", T0))
+    view = consent_view(store, "ana", "sms")
+    assert view["status"] == "opted_out"
+    assert [(c["status"], c["source"]) for c in view["history"]] == [
+        ("opted_out", "keyword:STOP"), ("opted_in", "api"), ("opted_in", "checkout_checkbox")]
+    assert view["history"][-1] == {"status": "opted_in", "source": "checkout_checkbox", "at": T0.isoformat(),
+                                   "proof": "form-1"}
+    assert [c.channel for c in store.consent_history("ana", "wechat")] == ["wechat"]
+
+
+def test_entries_keep_their_reason_meta_and_lots_and_the_last_full_page_has_no_cursor(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)
+    adjust_points(store, RULES, "m1", 7, "补偿：快递延误", "op-7", "a1", "h1", T0 + timedelta(minutes=1))
+    adjust_points(store, RULES, "m1", -5, "correction", "op-7", "a2", "h2", T0 + timedelta(minutes=2))
+    page = ledger_page(store, "m1", None, 3)
+    assert page["next_cursor"] is None and len(page["entries"]) == 3
+    down, up, earn = page["entries"]
+    assert (up["reason"], up["meta"], up["amount"]) == ("补偿：快递延误", {"operator_id": "op-7"}, 7)
+    assert earn["meta"] == {"event_id": "e1", "amount_minor": 12345, "currency": "CNY"}
+    assert [lot["points"] for lot in down["lots"]] == [5] and down["source"] == "operator:op-7"
+    assert earn["recorded_at"] == T0.isoformat()
+    first = ledger_page(store, "m1", None, 2)
+    assert [e["entry_id"] for e in ledger_page(store, "m1", first["next_cursor"], 2)["entries"]] == [earn["entry_id"]]
+
+
+def test_a_night_run_for_a_time_before_the_members_newest_entry_reads_the_member_and_expires_once(store):
+    handle_order_event(store, RULES, paid("e1", "o1", 12345), T0)                  # due 2027-03-10
+    adjust_points(store, RULES, "m1", 5, "later", "op", "a1", "h1", T0 + timedelta(days=400))
+    night = parse_time("2027-03-11T00:05:00+08:00")                              # before the adjustment
+    summary = expire(store, night)
+    assert (summary.lots_expired, summary.points_expired, summary.retried_members) == (1, 143, 1)
+    assert expire(store, night).lots_expired == 0
+    assert balance(store) == 5
+    assert [e["type"] for e in ledger_page(store, "m1", None, 10)["entries"]] == ["EXPIRE", "ADJUST", "EARN"]
+    assert_reconciled(store)

@@ -13,6 +13,6 @@ logger = Logger()
 def handler(event, context):
     now = parse_time(event["time"])  # the schedule's time: re-runnable for any date
     catch_up = event.get("catch_up_days", wiring.rules().expiry.catch_up_days)
-    summary = expire_due_lots(wiring.ledger_store(), now, settings().expiry_shards, int(catch_up))
+    summary = expire_due_lots(wiring.account_store(), now, settings().expiry_shards, int(catch_up))
     logger.info("expiry run", extra=summary.as_dict())
     return summary.as_dict()

@@ -42,12 +42,12 @@ def put_member(member_id: str):
     body, _ = _body("ProfileBody")
     profile = Profile(member_id=check_member_id(member_id),
                       **{**body.model_dump(), "preferred_channels": tuple(body.preferred_channels)})
-    return reply(200, members.update_profile(wiring.ledger_store(), profile))
+    return reply(200, members.update_profile(wiring.profile_store(), wiring.account_store(), profile))
 
 
 @app.get("/members/<member_id>")
 def get_member(member_id: str):
-    return reply(200, members.member_view(wiring.ledger_store(), check_member_id(member_id)))
+    return reply(200, members.member_view(wiring.profile_store(), wiring.account_store(), check_member_id(member_id)))
 
 
 @app.put("/members/<member_id>/consents/<channel>")
@@ -55,29 +55,30 @@ def put_consent(member_id: str, channel: str):
     body, _ = _body("ConsentBody")
     consent = Consent(member_id=check_member_id(member_id), channel=_channel(channel), status=body.status,
                       source=body.source, at=parse_time(body.at), proof=body.proof)
-    return reply(200, members.record_consent(wiring.ledger_store(), consent))
+    return reply(200, members.record_consent(wiring.consent_store(), consent))
 
 
 @app.get("/members/<member_id>/consents/<channel>")
 def get_consent(member_id: str, channel: str):
-    return reply(200, members.consent_view(wiring.ledger_store(), check_member_id(member_id), _channel(channel)))
+    return reply(200, members.consent_view(wiring.consent_store(), check_member_id(member_id), _channel(channel)))
 
 
 @app.get("/members/<member_id>/points")
 def get_points(member_id: str):
-    return reply(200, queries.member_points(wiring.ledger_store(), wiring.rules(), check_member_id(member_id), _now()))
+    return reply(200, queries.member_points(wiring.profile_store(), wiring.account_store(), wiring.rules(),
+                                            check_member_id(member_id), _now()))
 
 
 @app.get("/members/<member_id>/ledger")
 def get_ledger(member_id: str):
     cursor = app.current_event.get_query_string_value("cursor") or None
-    return reply(200, queries.ledger_page(wiring.ledger_store(), check_member_id(member_id), cursor, limit_param(app)))
+    return reply(200, queries.ledger_page(wiring.account_store(), check_member_id(member_id), cursor, limit_param(app)))
 
 
 @app.post("/members/<member_id>/redemptions")
 def post_redemption(member_id: str):
     body, _ = _body("RedemptionBody")
-    store, rules = wiring.ledger_store(), wiring.rules()
+    store, rules = wiring.account_store(), wiring.rules()
     redemption, created = redemptions.redeem(store, rules, check_member_id(member_id), body.item_id,
                                              body.idempotency_key, _now())
     view = redemption_view(redemption, store)
@@ -89,29 +90,30 @@ def post_redemption(member_id: str):
 
 @app.get("/members/<member_id>/redemptions")
 def get_redemptions(member_id: str):
-    found = wiring.ledger_store().list_redemptions(check_member_id(member_id))
+    found = wiring.account_store().list_redemptions(check_member_id(member_id))
     return reply(200, {"member_id": member_id, "redemptions": [redemption_view(r) for r in found]})
 
 
 @app.post("/members/<member_id>/redemptions/<redemption_id>/cancel")
 def cancel_redemption(member_id: str, redemption_id: str):
     reason = _body("CancelBody")[0].reason if raw_body(app).strip() else "cancelled"
-    redemption = redemptions.cancel_redemption(wiring.ledger_store(), wiring.rules(), check_member_id(member_id),
+    redemption = redemptions.cancel_redemption(wiring.account_store(), wiring.rules(), check_member_id(member_id),
                                                redemption_id, reason, _now())
-    return reply(200, redemption_view(redemption, wiring.ledger_store()))
+    return reply(200, redemption_view(redemption, wiring.account_store()))
 
 
 @app.post("/members/<member_id>/redemptions/<redemption_id>/fulfil")
 def fulfil_redemption(member_id: str, redemption_id: str):
-    redemption = redemptions.fulfil_redemption(wiring.ledger_store(), check_member_id(member_id), redemption_id, _now())
-    return reply(200, redemption_view(redemption, wiring.ledger_store()))
+    redemption = redemptions.fulfil_redemption(wiring.account_store(), check_member_id(member_id), redemption_id,
+                                               _now())
+    return reply(200, redemption_view(redemption, wiring.account_store()))
 
 
 @app.post("/members/<member_id>/adjustments")
 def post_adjustment(member_id: str):
     body, document = _body("AdjustmentBody")
     result, created = adjustments.adjust_points(
-        wiring.ledger_store(), wiring.rules(), check_member_id(member_id), body.points, body.reason,
+        wiring.account_store(), wiring.rules(), check_member_id(member_id), body.points, body.reason,
         caller(app).subject, body.idempotency_key, canonical_hash(document), _now(),
         expires_at=parse_time(body.expires_at) if body.expires_at else None)
     return reply(201 if created else 200, result)
@@ -120,28 +122,29 @@ def post_adjustment(member_id: str):
 @app.post("/members/<member_id>/disputes")
 def post_dispute(member_id: str):
     body, _ = _body("DisputeBody")
-    dispute, created = disputes.open_dispute(wiring.ledger_store(), check_member_id(member_id), body.entry_id,
-                                             body.reason, body.idempotency_key, _now())
+    dispute, created = disputes.open_dispute(wiring.dispute_store(), wiring.account_store(), check_member_id(member_id),
+                                             body.entry_id, body.reason, body.idempotency_key, _now())
     return reply(201 if created else 200, disputes.dispute_view(dispute))
 
 
 @app.get("/members/<member_id>/disputes")
 def get_disputes(member_id: str):
-    found = wiring.ledger_store().list_disputes(check_member_id(member_id))
+    found = wiring.dispute_store().list_disputes(check_member_id(member_id))
     return reply(200, {"member_id": member_id, "disputes": [disputes.dispute_view(d) for d in found]})
 
 
 @app.post("/members/<member_id>/disputes/<dispute_id>/resolve")
 def resolve_dispute(member_id: str, dispute_id: str):
     body, _ = _body("ResolutionBody")
-    dispute = disputes.resolve_dispute(wiring.ledger_store(), wiring.rules(), check_member_id(member_id), dispute_id,
-                                       body.outcome, body.points, caller(app).subject, body.note, _now())
+    dispute = disputes.resolve_dispute(wiring.dispute_store(), wiring.account_store(), wiring.rules(),
+                                       check_member_id(member_id), dispute_id, body.outcome, body.points,
+                                       caller(app).subject, body.note, _now())
     return reply(200, disputes.dispute_view(dispute))
 
 
 @app.get("/disputes")
 def review_queue():
-    found = wiring.ledger_store().open_disputes(limit_param(app))
+    found = wiring.dispute_store().open_disputes(limit_param(app))
     return reply(200, {"disputes": [disputes.dispute_view(d) for d in found]})
 
 

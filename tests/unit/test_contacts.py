@@ -1,74 +1,75 @@
 """One member per phone number or OpenID: how the DynamoDB adapter reads a cancelled
-profile write (a stub client answers as DynamoDB would), the service's retry, and the
+profile write (a stub botocore client answers as DynamoDB would), the service's retry, and the
 API's answer. The behaviour itself is in tests/ledger_contract.py, over both stores."""
 import json
 
 import pytest
 from botocore.exceptions import ClientError
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
+from loyalty.adapters.ledger.base import LedgerModel
+from loyalty.adapters.ledger.members import AliasItem, MemberItem
 from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.errors import ConcurrentUpdate, ContactTaken, Transient
 from loyalty.records import Profile
 from loyalty.services.members import update_profile
 from loyalty.web.responses import error_body
+from tests.unit.dynamo_stub import Answer, StubDynamo, readable
 
 OLD, NEW = "+85291230001", "+85291230002"
 
 
-class StubDynamo:
+def stub(holders: dict[str, str], reasons: list[str] | None = None, code="TransactionCanceledException") -> StubDynamo:
     """Ana's profile holds OLD; `holders` says who holds which alias; the transaction
-    answers with `reasons` (or succeeds and is kept in `written`)."""
-
-    def __init__(self, holders: dict[str, str], reasons: list[str] | None = None, code="TransactionCanceledException"):
-        self.holders, self.reasons, self.code, self.written = holders, reasons, code, None
-
-    def get_item(self, **kw):
-        return {"Item": {"profile": {"S": json.dumps({"name": "Ana", "phone": OLD})}}}
-
-    def batch_get_item(self, RequestItems):
-        [(table, request)] = RequestItems.items()
-        pks = [k["PK"]["S"] for k in request["Keys"]]
-        return {"Responses": {table: [{"PK": {"S": pk}, "SK": {"S": "ALIAS"}, "member_id": {"S": self.holders[pk]}}
-                                      for pk in pks if pk in self.holders]}}
-
-    def transact_write_items(self, TransactItems):
-        if self.reasons is None and self.code == "TransactionCanceledException":
-            self.written = TransactItems
+    answers with `reasons` (or succeeds: its items are in `stub.params`)."""
+    def answer(operation: str, params: dict) -> dict:
+        if operation == "GetItem":
+            return {"Item": MemberItem("MEMBER#ana", "PROFILE", profile={"name": "Ana", "phone": OLD}).serialize()}
+        if operation == "BatchGetItem":
+            [(table, request)] = params["RequestItems"].items()
+            pks = [LedgerModel.from_raw_data(key).pk for key in request["Keys"]]
+            return {"Responses": {table: [AliasItem(pk, "ALIAS", member_id=holders[pk]).serialize()
+                                          for pk in pks if pk in holders]}, "UnprocessedKeys": {}}
+        assert operation == "TransactWriteItems"
+        if reasons is None and code == "TransactionCanceledException":
             return {}
-        response = {"Error": {"Code": self.code, "Message": "stub"}}
-        if self.reasons is not None:
-            response["CancellationReasons"] = [{"Code": r} for r in self.reasons]
-        raise ClientError(response, "TransactWriteItems")
+        raise Answer(code, **({"CancellationReasons": [{"Code": r} for r in reasons]} if reasons is not None else {}))
+    return StubDynamo(answer)
 
 
-def put_new_phone(client) -> Profile:
-    return DynamoLedgerStore("T", 4, client=client).put_profile(Profile("ana", name="Ana", phone=NEW))
+def put_new_phone(dynamo: StubDynamo) -> Profile:
+    return DynamoLedgerStore("T", 4, client=dynamo.client).put_profile(Profile("ana", name="Ana", phone=NEW))
+
+
+def written(dynamo: StubDynamo) -> list[dict] | None:
+    sent = dynamo.params("TransactWriteItems")
+    return sent[-1]["TransactItems"] if sent else None
 
 
 def test_the_write_claims_the_new_contact_releases_the_old_and_checks_the_profile_read():
-    client = StubDynamo({f"PHONE#{OLD}": "ana"})
-    put_new_phone(client)
-    update, claim, release = client.written
-    assert update["Update"]["ConditionExpression"] == "profile = :was"
-    assert json.loads(update["Update"]["ExpressionAttributeValues"][":was"]["S"]) == {"name": "Ana", "phone": OLD}
+    dynamo = stub({f"PHONE#{OLD}": "ana"})
+    put_new_phone(dynamo)
+    update, claim, release = written(dynamo)
+    was = json.dumps({"name": "Ana", "phone": OLD})
+    assert readable(update["Update"]) == f"profile = {was!r}"
+    assert json.loads(update["Update"]["ExpressionAttributeValues"][":0"]["S"]) == {"name": "Ana", "phone": OLD}
     assert claim["Put"]["Item"]["PK"]["S"] == f"PHONE#{NEW}"
-    assert claim["Put"]["ConditionExpression"] == "attribute_not_exists(PK) OR member_id = :m"
+    assert readable(claim["Put"]) == "(attribute_not_exists (PK) OR member_id = 'ana')"
     assert release["Delete"]["Key"]["PK"]["S"] == f"PHONE#{OLD}"
-    assert release["Delete"]["ConditionExpression"] == "member_id = :m"
+    assert readable(release["Delete"]) == "member_id = 'ana'"
 
 
 def test_an_old_contact_another_member_holds_is_not_released():
-    client = StubDynamo({f"PHONE#{OLD}": "bo"})
-    put_new_phone(client)
-    assert [next(iter(item)) for item in client.written] == ["Update", "Put"]
+    dynamo = stub({f"PHONE#{OLD}": "bo"})
+    put_new_phone(dynamo)
+    assert [next(iter(item)) for item in written(dynamo)] == ["Update", "Put"]
 
 
 def test_a_contact_seen_held_by_another_member_is_refused_before_any_write():
-    client = StubDynamo({f"PHONE#{OLD}": "ana", f"PHONE#{NEW}": "bo"})
+    dynamo = stub({f"PHONE#{OLD}": "ana", f"PHONE#{NEW}": "bo"})
     with pytest.raises(ContactTaken):
-        put_new_phone(client)
-    assert client.written is None
+        put_new_phone(dynamo)
+    assert written(dynamo) is None
 
 
 # Items in the transaction: the profile, the claim of NEW, the release of OLD.
@@ -84,7 +85,7 @@ def test_a_contact_seen_held_by_another_member_is_refused_before_any_write():
 ])
 def test_a_cancelled_write_is_read_by_the_reason_of_each_item(reasons, raised):
     with pytest.raises(raised) as caught:
-        put_new_phone(StubDynamo({f"PHONE#{OLD}": "ana"}, reasons))
+        put_new_phone(stub({f"PHONE#{OLD}": "ana"}, reasons))
     assert type(caught.value) is raised
     if raised is ContactTaken:
         assert caught.value.problems == [{"field": "phone", "problem": "held by another member"}]
@@ -93,12 +94,12 @@ def test_a_cancelled_write_is_read_by_the_reason_of_each_item(reasons, raised):
 @pytest.mark.parametrize("reasons", [["ValidationError", "None", "None"], []])
 def test_a_cancellation_of_no_known_reason_is_not_passed_off_as_a_conflict(reasons):
     with pytest.raises(ClientError):
-        put_new_phone(StubDynamo({f"PHONE#{OLD}": "ana"}, reasons))
+        put_new_phone(stub({f"PHONE#{OLD}": "ana"}, reasons))
 
 
 def test_throttling_of_the_whole_call_is_transient():
     with pytest.raises(Transient):
-        put_new_phone(StubDynamo({f"PHONE#{OLD}": "ana"}, code="ProvisionedThroughputExceededException"))
+        put_new_phone(stub({f"PHONE#{OLD}": "ana"}, code="ProvisionedThroughputExceededException"))
 
 
 class Overtaken(MemoryLedgerStore):
@@ -117,12 +118,12 @@ class Overtaken(MemoryLedgerStore):
 
 def test_the_service_reads_again_after_a_lost_race_and_never_after_a_refusal():
     store = Overtaken(lost=2)
-    assert update_profile(store, Profile("ana", phone=OLD))["phone"] == OLD
+    assert update_profile(store, store, Profile("ana", phone=OLD))["phone"] == OLD
     store.put_profile(Profile("bo", phone=NEW))
     calls = []
     store.put_profile = lambda p: calls.append(p) or MemoryLedgerStore.put_profile(store, p)
     with pytest.raises(ContactTaken):
-        update_profile(store, Profile("ana", phone=NEW))
+        update_profile(store, store, Profile("ana", phone=NEW))
     assert len(calls) == 1
 
 

@@ -1,4 +1,5 @@
-"""The ports the services need. One real adapter (DynamoDB), one fake (memory)."""
+"""The ports the services need, one per aggregate of the ledger side. Each has one real
+adapter (DynamoDB, loyalty.adapters.ledger) and one fake (loyalty.adapters.memory)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -12,7 +13,11 @@ from .records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderC
 CONTACTS = (("PHONE", "phone"), ("OPENID", "wechat_openid"))
 
 
-class LedgerStore(Protocol):
+class AccountStore(Protocol):
+    """A member's points: the account (balance, debt, version), its lots and entries, and
+    what is committed together with them (order state, idempotency records, redemptions,
+    stock). Every change is one `commit`."""
+
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
         """Account (no lots), idempotency record and order state, in one read."""
 
@@ -28,7 +33,7 @@ class LedgerStore(Protocol):
     def commit(self, change: Change) -> None:
         """Write all of `change` or nothing. Raises AlreadyApplied when its idempotency
         record or redemption exists, ConcurrentUpdate when a checked version or lot moved,
-        Conflict when stock is exhausted."""
+        Conflict when stock is exhausted, Transient when DynamoDB says to try later."""
 
     def due_lots(self, day: date, shard: int, until: datetime,
                  since: datetime | None = None) -> Iterator[list[DueLot]]:
@@ -37,6 +42,17 @@ class LedgerStore(Protocol):
 
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         """Entries newest first, and the key to continue from."""
+
+    def all_entries(self, member_id: str) -> list[LedgerEntry]: ...
+
+    def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None: ...
+
+    def member_ids(self) -> Iterator[str]:
+        """Every member with a ledger (operator tools only: a full read)."""
+
+
+class ProfileStore(Protocol):
+    """A member's profile and the contacts (phone, WeChat OpenID) one member at a time holds."""
 
     def put_profile(self, profile: Profile) -> Profile:
         """Replace the member's profile and keep its contact aliases in step, in one write:
@@ -49,10 +65,9 @@ class LedgerStore(Protocol):
     def member_for_contact(self, kind: str, value: str) -> str | None:
         """The member holding a contact: kind PHONE (E.164) or OPENID."""
 
-    def member_ids(self) -> Iterator[str]:
-        """Every member with a ledger (operator tools only: a full read)."""
 
-    def all_entries(self, member_id: str) -> list[LedgerEntry]: ...
+class ConsentStore(Protocol):
+    """Each channel's consent history."""
 
     def add_consent(self, consent: Consent) -> None:
         """Append to the channel's consent history (the same decision twice is stored once)."""
@@ -60,7 +75,9 @@ class LedgerStore(Protocol):
     def consent_history(self, member_id: str, channel: str) -> list[Consent]:
         """Newest decision first; on a tie in time, an opt-out counts as the later one."""
 
-    def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None: ...
+
+class DisputeStore(Protocol):
+    """Members' disputes of entries and the operators' review queue of the open ones."""
 
     def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
         """Write the dispute and keep the review queue in step (open disputes are in it).
@@ -73,3 +90,8 @@ class LedgerStore(Protocol):
 
     def open_disputes(self, limit: int) -> list[Dispute]:
         """The operators' review queue, oldest first."""
+
+
+class LedgerStore(AccountStore, ProfileStore, ConsentStore, DisputeStore, Protocol):
+    """The whole ledger side as one store, for callers that span its aggregates (the
+    messaging side, the operator tools)."""

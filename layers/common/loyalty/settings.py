@@ -18,6 +18,8 @@ class Settings:
     public_base_url: str
     send_max_receives: int      # the sender queues' maxReceiveCount
     sender_max_concurrency: int  # instances of one sender: each takes this share of a provider's rate
+    region: str | None = None             # None: botocore's own resolution
+    dynamodb_endpoint: str | None = None  # None: AWS's endpoint (the local stack sets AWS_ENDPOINT_URL)
 
 
 @cache
@@ -34,4 +36,7 @@ def settings() -> Settings:
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         send_max_receives=int(env.get("SEND_MAX_RECEIVES", "6")),
         sender_max_concurrency=max(1, int(env.get("SENDER_MAX_CONCURRENCY", "1"))),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        # botocore's order: the service's own variable first, then the global one
+        dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL") or None,
     )

@@ -8,16 +8,35 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from .settings import settings
 
 if TYPE_CHECKING:
+    from .ports import AccountStore, ConsentStore, DisputeStore, LedgerStore, ProfileStore
     from .rules import Rules
 
 T = TypeVar("T")
 
 
 @cache
-def ledger_store():
-    from .adapters.dynamo import DynamoLedgerStore
+def ledger_store() -> LedgerStore:
+    """The ledger side of the table (accounts, profiles, consents, disputes): one adapter
+    per port, over one table and one connection."""
+    from .adapters.ledger import DynamoLedgerStore
     s = settings()
     return DynamoLedgerStore(s.table_name, s.expiry_shards)
+
+
+def account_store() -> AccountStore:
+    return ledger_store()
+
+
+def profile_store() -> ProfileStore:
+    return ledger_store()
+
+
+def consent_store() -> ConsentStore:
+    return ledger_store()
+
+
+def dispute_store() -> DisputeStore:
+    return ledger_store()
 
 
 @cache

@@ -1,5 +1,6 @@
-"""An in-memory LedgerStore with the same conditions as the DynamoDB adapter, for unit
-tests of services and property-based tests of the ledger."""
+"""In-memory fakes of the ledger's ports, with the same conditions as the DynamoDB
+adapters (loyalty.adapters.ledger), for unit tests of services and property-based tests
+of the ledger: one per port, and MemoryLedgerStore, all four in one."""
 from __future__ import annotations
 
 import threading
@@ -14,12 +15,12 @@ from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, Order
 from ..services.expiry import index_day, shard_of
 
 
-class MemoryLedgerStore:
-    """Implements `loyalty.ports.LedgerStore` in memory."""
+class MemoryAccountStore:
+    """Implements `loyalty.ports.AccountStore` in memory."""
 
     def __init__(self, shards: int = 4):
         self.shards = shards
-        self._lock = threading.Lock()
+        self._account_lock = threading.Lock()
         self.accounts: dict[str, Account] = {}
         self.lots: dict[str, dict[str, Lot]] = {}
         self.entries: dict[str, dict[str, LedgerEntry]] = {}
@@ -27,10 +28,6 @@ class MemoryLedgerStore:
         self.orders: dict[str, OrderState] = {}
         self.redemptions: dict[tuple[str, str], Redemption] = {}
         self.stock: dict[str, int] = {}
-        self.profiles: dict[str, Profile] = {}
-        self.aliases: dict[tuple[str, str], str] = {}   # (kind, contact) -> the member holding it
-        self.consents: dict[tuple[str, str], set[Consent]] = {}
-        self.disputes: dict[tuple[str, str], Dispute] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -77,60 +74,8 @@ class MemoryLedgerStore:
     def member_ids(self) -> Iterator[str]:
         return iter(sorted(set(self.accounts) | set(self.lots)))
 
-    def put_profile(self, profile: Profile) -> Profile:
-        """As the DynamoDB adapter: claim the profile's contacts (ContactTaken when another
-        member holds one, nothing changed), release the ones it no longer has."""
-        me = profile.member_id
-        with self._lock:
-            taken = [field for kind, field in CONTACTS
-                     if getattr(profile, field) and self.aliases.get((kind, getattr(profile, field)), me) != me]
-            if taken:
-                raise ContactTaken(taken)
-            old = self.profiles.get(me)
-            for kind, field in CONTACTS:
-                was, wanted = (getattr(old, field) if old else None), getattr(profile, field)
-                if was and was != wanted and self.aliases.get((kind, was)) == me:
-                    del self.aliases[(kind, was)]
-                if wanted:
-                    self.aliases[(kind, wanted)] = me
-            self.profiles[me] = profile
-        return profile
-
-    def member_for_contact(self, kind: str, value: str) -> str | None:
-        return self.aliases.get((kind, value))
-
-    def get_profile(self, member_id: str) -> Profile | None:
-        return self.profiles.get(member_id)
-
-    def add_consent(self, consent: Consent) -> None:
-        self.consents.setdefault((consent.member_id, consent.channel), set()).add(consent)
-
-    def consent_history(self, member_id: str, channel: str) -> list[Consent]:
-        found = self.consents.get((member_id, channel), set())
-        return sorted(found, key=lambda c: (utc_key(c.at), c.status == "opted_out", c.source), reverse=True)
-
     def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None:
         return self.entries.get(member_id, {}).get(entry_id)
-
-    def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
-        with self._lock:
-            current = self.disputes.get((dispute.member_id, dispute.dispute_id))
-            if expected_status is None and current is not None:
-                raise AlreadyApplied(dispute.dispute_id)
-            if expected_status is not None and (current is None or current.status != expected_status):
-                raise ConcurrentUpdate("dispute moved")
-            self.disputes[(dispute.member_id, dispute.dispute_id)] = dispute
-
-    def get_dispute(self, member_id: str, dispute_id: str) -> Dispute | None:
-        return self.disputes.get((member_id, dispute_id))
-
-    def list_disputes(self, member_id: str) -> list[Dispute]:
-        found = [d for (m, _), d in self.disputes.items() if m == member_id]
-        return sorted(found, key=lambda d: d.created_at, reverse=True)
-
-    def open_disputes(self, limit: int) -> list[Dispute]:
-        found = [d for d in self.disputes.values() if d.status == "open"]
-        return sorted(found, key=lambda d: (d.created_at, d.dispute_id))[:limit]
 
     @staticmethod
     def _entry_key(entry: LedgerEntry) -> str:
@@ -138,7 +83,7 @@ class MemoryLedgerStore:
 
     # --- the one write ---
     def commit(self, change: Change) -> None:
-        with self._lock:
+        with self._account_lock:
             self._check(change)
             self._apply(change)
 
@@ -201,3 +146,89 @@ class MemoryLedgerStore:
         entries = self.entries.setdefault(member, {})
         for entry in change.entries:
             entries[entry.entry_id] = entry
+
+
+class MemoryProfileStore:
+    """Implements `loyalty.ports.ProfileStore` in memory."""
+
+    def __init__(self):
+        self._profile_lock = threading.Lock()
+        self.profiles: dict[str, Profile] = {}
+        self.aliases: dict[tuple[str, str], str] = {}   # (kind, contact) -> the member holding it
+
+    def put_profile(self, profile: Profile) -> Profile:
+        """As the DynamoDB adapter: claim the profile's contacts (ContactTaken when another
+        member holds one, nothing changed), release the ones it no longer has."""
+        me = profile.member_id
+        with self._profile_lock:
+            taken = [field for kind, field in CONTACTS
+                     if getattr(profile, field) and self.aliases.get((kind, getattr(profile, field)), me) != me]
+            if taken:
+                raise ContactTaken(taken)
+            old = self.profiles.get(me)
+            for kind, field in CONTACTS:
+                was, wanted = (getattr(old, field) if old else None), getattr(profile, field)
+                if was and was != wanted and self.aliases.get((kind, was)) == me:
+                    del self.aliases[(kind, was)]
+                if wanted:
+                    self.aliases[(kind, wanted)] = me
+            self.profiles[me] = profile
+        return profile
+
+    def member_for_contact(self, kind: str, value: str) -> str | None:
+        return self.aliases.get((kind, value))
+
+    def get_profile(self, member_id: str) -> Profile | None:
+        return self.profiles.get(member_id)
+
+
+class MemoryConsentStore:
+    """Implements `loyalty.ports.ConsentStore` in memory."""
+
+    def __init__(self):
+        self.consents: dict[tuple[str, str], set[Consent]] = {}
+
+    def add_consent(self, consent: Consent) -> None:
+        self.consents.setdefault((consent.member_id, consent.channel), set()).add(consent)
+
+    def consent_history(self, member_id: str, channel: str) -> list[Consent]:
+        found = self.consents.get((member_id, channel), set())
+        return sorted(found, key=lambda c: (utc_key(c.at), c.status == "opted_out", c.source), reverse=True)
+
+
+class MemoryDisputeStore:
+    """Implements `loyalty.ports.DisputeStore` in memory."""
+
+    def __init__(self):
+        self._dispute_lock = threading.Lock()
+        self.disputes: dict[tuple[str, str], Dispute] = {}
+
+    def save_dispute(self, dispute: Dispute, expected_status: str | None) -> None:
+        with self._dispute_lock:
+            current = self.disputes.get((dispute.member_id, dispute.dispute_id))
+            if expected_status is None and current is not None:
+                raise AlreadyApplied(dispute.dispute_id)
+            if expected_status is not None and (current is None or current.status != expected_status):
+                raise ConcurrentUpdate("dispute moved")
+            self.disputes[(dispute.member_id, dispute.dispute_id)] = dispute
+
+    def get_dispute(self, member_id: str, dispute_id: str) -> Dispute | None:
+        return self.disputes.get((member_id, dispute_id))
+
+    def list_disputes(self, member_id: str) -> list[Dispute]:
+        found = [d for (m, _), d in self.disputes.items() if m == member_id]
+        return sorted(found, key=lambda d: d.created_at, reverse=True)
+
+    def open_disputes(self, limit: int) -> list[Dispute]:
+        found = [d for d in self.disputes.values() if d.status == "open"]
+        return sorted(found, key=lambda d: (d.created_at, d.dispute_id))[:limit]
+
+
+class MemoryLedgerStore(MemoryAccountStore, MemoryProfileStore, MemoryConsentStore, MemoryDisputeStore):
+    """Implements `loyalty.ports.LedgerStore` in memory: the four fakes in one."""
+
+    def __init__(self, shards: int = 4):
+        MemoryAccountStore.__init__(self, shards)
+        MemoryProfileStore.__init__(self)
+        MemoryConsentStore.__init__(self)
+        MemoryDisputeStore.__init__(self)

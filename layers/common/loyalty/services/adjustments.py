@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ..domain import EntryType, LedgerEntry, Lot, LotWrite, add_months, next_tx_time, settle_debt, stable_id, take_from_lots
 from ..errors import AlreadyApplied, Conflict, Invalid
-from ..ports import LedgerStore
+from ..ports import AccountStore
 from ..records import Change, IdempotencyRecord
 from ._retry import with_retries
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
     from ..rules import Rules
 
 
-def adjust_points(store: LedgerStore, rules: Rules, member_id: str, points: int, reason: str, operator_id: str,
+def adjust_points(store: AccountStore, rules: Rules, member_id: str, points: int, reason: str, operator_id: str,
                   idempotency_key: str, request_hash: str, now: datetime,
                   expires_at: datetime | None = None) -> tuple[dict, bool]:
     """Add points (a new lot, expiring like earned points unless `expires_at` is given) or

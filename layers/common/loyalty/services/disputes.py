@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..domain import stable_id
 from ..errors import AlreadyApplied, Conflict, Invalid, NotFound
-from ..ports import LedgerStore
+from ..ports import AccountStore, DisputeStore
 from ..records import Dispute
 from .adjustments import adjust_points
 
@@ -16,31 +16,31 @@ if TYPE_CHECKING:
     from ..rules import Rules
 
 
-def open_dispute(store: LedgerStore, member_id: str, entry_id: str, reason: str, idempotency_key: str,
-                 now: datetime) -> tuple[Dispute, bool]:
+def open_dispute(disputes: DisputeStore, accounts: AccountStore, member_id: str, entry_id: str, reason: str,
+                 idempotency_key: str, now: datetime) -> tuple[Dispute, bool]:
     """File a dispute of one of the member's entries (once per idempotency key)."""
     dispute_id = "d-" + stable_id("dispute", member_id, idempotency_key)
-    existing = store.get_dispute(member_id, dispute_id)
+    existing = disputes.get_dispute(member_id, dispute_id)
     if existing is not None:
         if existing.entry_id != entry_id:
             raise Conflict(f"idempotency_key {idempotency_key!r} was already used for entry {existing.entry_id}")
         return existing, False
-    if store.find_entry(member_id, entry_id) is None:
+    if accounts.find_entry(member_id, entry_id) is None:
         raise Invalid([{"field": "entry_id", "problem": f"member {member_id} has no entry {entry_id!r}"}])
     dispute = Dispute(dispute_id=dispute_id, member_id=member_id, entry_id=entry_id, reason=reason, status="open",
                       created_at=now)
     try:
-        store.save_dispute(dispute, expected_status=None)
+        disputes.save_dispute(dispute, expected_status=None)
     except AlreadyApplied:
-        return store.get_dispute(member_id, dispute_id), False
+        return disputes.get_dispute(member_id, dispute_id), False
     return dispute, True
 
 
-def resolve_dispute(store: LedgerStore, rules: "Rules", member_id: str, dispute_id: str, outcome: str, points: int,
-                    operator_id: str, note: str, now: datetime) -> Dispute:
+def resolve_dispute(disputes: DisputeStore, accounts: AccountStore, rules: "Rules", member_id: str, dispute_id: str,
+                    outcome: str, points: int, operator_id: str, note: str, now: datetime) -> Dispute:
     """Uphold (optionally moving `points` with an ADJUST entry) or reject. Resolving again
     with the same outcome answers the resolution; another outcome is a Conflict."""
-    dispute = store.get_dispute(member_id, dispute_id)
+    dispute = disputes.get_dispute(member_id, dispute_id)
     if dispute is None:
         raise NotFound(f"member {member_id} has no dispute {dispute_id}")
     if dispute.status != "open":
@@ -51,11 +51,11 @@ def resolve_dispute(store: LedgerStore, rules: "Rules", member_id: str, dispute_
         raise Invalid([{"field": "points", "problem": "a rejected dispute moves no points"}])
     if points:
         # Keyed by the dispute: a retried resolution cannot adjust twice.
-        adjust_points(store, rules, member_id, points, f"dispute {dispute_id}: {note}", operator_id,
+        adjust_points(accounts, rules, member_id, points, f"dispute {dispute_id}: {note}", operator_id,
                       f"dispute#{dispute_id}", stable_id(str(points), note), now)
     resolved = replace(dispute, status=outcome, points=points, operator_id=operator_id, outcome_note=note,
                        resolved_at=now)
-    store.save_dispute(resolved, expected_status="open")
+    disputes.save_dispute(resolved, expected_status="open")
     return resolved
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from ..domain import EntryType, LedgerEntry, Lot, LotWrite, next_tx_time, stable_id
 from ..errors import ConcurrentUpdate
-from ..ports import LedgerStore
+from ..ports import AccountStore
 from ..records import Change, DueLot
 from ._retry import with_retries
 
@@ -39,7 +39,7 @@ class ExpirySummary:
         return dict(self.__dict__)
 
 
-def expire_due_lots(store: LedgerStore, now: datetime, shards: int, catch_up_days: int) -> ExpirySummary:
+def expire_due_lots(store: AccountStore, now: datetime, shards: int, catch_up_days: int) -> ExpirySummary:
     """Expire every lot whose expiry is at or before `now`, writing one EXPIRE entry per lot.
 
     Sweeps the index days from `now - catch_up_days` to `now`, so a missed night is made
@@ -57,7 +57,7 @@ def expire_due_lots(store: LedgerStore, now: datetime, shards: int, catch_up_day
     return summary
 
 
-def _expire_page(store: LedgerStore, page: list[DueLot], now: datetime, summary: ExpirySummary) -> None:
+def _expire_page(store: AccountStore, page: list[DueLot], now: datetime, summary: ExpirySummary) -> None:
     by_member: dict[str, list[DueLot]] = defaultdict(list)
     for due in page:
         if due.remaining > 0 and due.expires_at <= now:
@@ -86,7 +86,7 @@ def _entries(member_id: str, expired: list[tuple[str, int]], t: datetime) -> tup
         for i, (lot_id, points) in enumerate(expired))
 
 
-def _commit_blind(store: LedgerStore, member_id: str, lots: list[DueLot], now: datetime) -> list[tuple[str, int]]:
+def _commit_blind(store: AccountStore, member_id: str, lots: list[DueLot], now: datetime) -> list[tuple[str, int]]:
     """Without reading the member: the index says what each lot holds, and the write is
     conditional on it still holding exactly that."""
     expired = [(due.lot_id, due.remaining) for due in lots]
@@ -102,7 +102,7 @@ def _zeroed(due: DueLot) -> Lot:
     return Lot(lot_id=due.lot_id, earned_at=due.expires_at, expires_at=due.expires_at, points=0, remaining=0, source="")
 
 
-def _commit_read(store: LedgerStore, member_id: str, now: datetime) -> list[tuple[str, int]]:
+def _commit_read(store: AccountStore, member_id: str, now: datetime) -> list[tuple[str, int]]:
     account = store.load_account(member_id, with_lots=True)
     due = [lot for lot in account.lots if lot.remaining > 0 and lot.expires_at <= now][:LOTS_PER_WRITE]
     if not due:

@@ -2,24 +2,24 @@
 from __future__ import annotations
 
 from ..errors import NotFound
-from ..ports import LedgerStore
+from ..ports import AccountStore, ConsentStore, ProfileStore
 from ..records import Consent, Profile
 from ._retry import with_retries
 
 
-def update_profile(store: LedgerStore, profile: Profile) -> dict:
+def update_profile(profiles: ProfileStore, accounts: AccountStore, profile: Profile) -> dict:
     """Replace the member's profile (the ledger is untouched). A field left out is cleared,
     as with null. A phone number or WeChat OpenID belongs to one member: claiming one that
     another member holds raises ContactTaken and changes nothing; one the new profile no
     longer has is released, for another member to claim. A concurrent change of the same
     profile makes the store read it again."""
-    with_retries(lambda: store.put_profile(profile))
-    return member_view(store, profile.member_id)
+    with_retries(lambda: profiles.put_profile(profile))
+    return member_view(profiles, accounts, profile.member_id)
 
 
-def member_view(store: LedgerStore, member_id: str) -> dict:
-    profile = store.get_profile(member_id)
-    account = store.load_account(member_id, with_lots=False)
+def member_view(profiles: ProfileStore, accounts: AccountStore, member_id: str) -> dict:
+    profile = profiles.get_profile(member_id)
+    account = accounts.load_account(member_id, with_lots=False)
     if profile is None and account.version == 0:
         raise NotFound(f"no member {member_id}")
     body = {"member_id": member_id, "balance": account.balance}
@@ -31,7 +31,7 @@ def member_view(store: LedgerStore, member_id: str) -> dict:
     return body
 
 
-def record_consent(store: LedgerStore, consent: Consent) -> dict:
+def record_consent(store: ConsentStore, consent: Consent) -> dict:
     """Add a consent decision to the history; the newest decision (by its time) is in force."""
     store.add_consent(consent)
     return consent_view(store, consent.member_id, consent.channel)
@@ -43,7 +43,7 @@ def _decisions(history: list[Consent]) -> dict:
                          **({"proof": c.proof} if c.proof else {})} for c in history]}
 
 
-def consent_view(store: LedgerStore, member_id: str, channel: str) -> dict:
+def consent_view(store: ConsentStore, member_id: str, channel: str) -> dict:
     """The channel's decisions; for WhatsApp also `marketing`, the member's choice about
     marketing messages only (WhatsApp's own stop / resume, error 131050)."""
     from ..messaging.dispatch import MARKETING_SCOPE

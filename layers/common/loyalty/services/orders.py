@@ -9,7 +9,7 @@ from datetime import datetime
 from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
-from ..ports import LedgerStore
+from ..ports import AccountStore
 from ..records import Change, IdempotencyRecord, OrderState
 from ._retry import with_retries
 
@@ -32,7 +32,7 @@ class OrderEvent:
     body_hash: str
 
 
-def handle_order_event(store: LedgerStore, rules: Rules, event: OrderEvent, now: datetime) -> dict:
+def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime) -> dict:
     """Apply one order event exactly once and answer {event_id, member_id, points, balance}.
 
     A retry of the same event answers what the first delivery answered; the same event id

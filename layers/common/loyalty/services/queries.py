@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 from ..domain import LedgerEntry, iso
 from ..errors import Invalid
-from ..ports import LedgerStore
+from ..ports import AccountStore, ProfileStore
 
 
-def member_points(store: LedgerStore, rules, member_id: str, now: datetime) -> dict:
+def member_points(profiles: ProfileStore, accounts: AccountStore, rules, member_id: str, now: datetime) -> dict:
     """The points view in the member's own time zone (the programme's if none is set)."""
-    profile = store.get_profile(member_id)
-    return points_view(store, member_id, now, (profile and profile.time_zone) or rules.program_timezone)
+    profile = profiles.get_profile(member_id)
+    return points_view(accounts, member_id, now, (profile and profile.time_zone) or rules.program_timezone)
 
 
-def points_view(store: LedgerStore, member_id: str, now: datetime, time_zone: str) -> dict:
+def points_view(store: AccountStore, member_id: str, now: datetime, time_zone: str) -> dict:
     """Balance, what expires on which (local) date, and the lots with points left.
 
     `balance` is the ledger's (the sum of the entries). Points whose expiry instant has
@@ -57,7 +57,7 @@ def _decode(text: str) -> dict:
         raise Invalid([{"field": "cursor", "problem": "not a cursor this API gave out"}]) from exc
 
 
-def ledger_page(store: LedgerStore, member_id: str, cursor: str | None, limit: int) -> dict:
+def ledger_page(store: AccountStore, member_id: str, cursor: str | None, limit: int) -> dict:
     """Entries newest first, each with the balance after it.
 
     The balance after an entry is derived, not stored: the newest entry ends at the
@@ -97,7 +97,7 @@ class Mismatch:
     debt: int
 
 
-def reconcile(store: LedgerStore) -> tuple[int, list[Mismatch]]:
+def reconcile(store: AccountStore) -> tuple[int, list[Mismatch]]:
     """Prove balance = sum of entries = sum of lot remainders - debt for every member.
     Returns how many members were checked and the ones that disagree."""
     checked, bad = 0, []

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ..domain import Account, EntryType, LedgerEntry, LotWrite, in_sequence, iso, next_tx_time, settle_debt, stable_id, take_from_lots
 from ..errors import AlreadyApplied, Conflict, Invalid, NotFound
-from ..ports import LedgerStore
+from ..ports import AccountStore
 from ..records import Change, Redemption, StockMove
 from ._retry import with_retries
 
@@ -29,7 +29,7 @@ def voucher_code(redemption_id: str) -> str:
     return base64.b32encode(digest).decode()[:12]
 
 
-def redeem(store: LedgerStore, rules: Rules, member_id: str, item_id: str, idempotency_key: str,
+def redeem(store: AccountStore, rules: Rules, member_id: str, item_id: str, idempotency_key: str,
            now: datetime) -> tuple[Redemption, bool]:
     """Redeem `item_id` once per idempotency key. Returns the redemption and whether this
     call created it. Not enough points or stock is a Conflict; an unknown item is Invalid."""
@@ -74,7 +74,7 @@ def redeem(store: LedgerStore, rules: Rules, member_id: str, item_id: str, idemp
     return with_retries(attempt)
 
 
-def cancel_redemption(store: LedgerStore, rules: Rules, member_id: str, redemption_id: str, reason: str,
+def cancel_redemption(store: AccountStore, rules: Rules, member_id: str, redemption_id: str, reason: str,
                       now: datetime) -> Redemption:
     """Give the points back to the lots they came from, with their original expiry.
     Points whose lot has expired meanwhile come back expired. Cancelling twice is a no-op."""
@@ -110,7 +110,7 @@ def cancel_redemption(store: LedgerStore, rules: Rules, member_id: str, redempti
     return with_retries(attempt)
 
 
-def fulfil_redemption(store: LedgerStore, member_id: str, redemption_id: str, now: datetime) -> Redemption:
+def fulfil_redemption(store: AccountStore, member_id: str, redemption_id: str, now: datetime) -> Redemption:
     """A pending redemption was handed over: the held points are captured."""
 
     def attempt() -> Redemption:
@@ -131,7 +131,7 @@ def fulfil_redemption(store: LedgerStore, member_id: str, redemption_id: str, no
     return with_retries(attempt)
 
 
-def _existing(store: LedgerStore, member_id: str, redemption_id: str) -> Redemption:
+def _existing(store: AccountStore, member_id: str, redemption_id: str) -> Redemption:
     redemption = store.get_redemption(member_id, redemption_id)
     if redemption is None:
         raise NotFound(f"member {member_id} has no redemption {redemption_id}")

@@ -13,7 +13,7 @@ from ..services.queries import reconcile
 
 
 def main(out=print) -> int:
-    checked, bad = reconcile(wiring.ledger_store())
+    checked, bad = reconcile(wiring.account_store())
     for m in bad:
         out(f"MISMATCH {m.member_id}: balance {m.balance}, entries {m.entries_sum}, lots {m.lots_sum}, debt {m.debt}")
     out(f"reconcile: {checked} members checked, {len(bad)} mismatched")

@@ -57,4 +57,4 @@ def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
                        order_id=parsed.order.order_id, member_id=parsed.order.member_id,
                        amount_minor=parsed.order.amount_minor, currency=parsed.order.currency,
                        refund_amount_minor=parsed.order.refund_amount_minor, body_hash=canonical_hash(document))
-    return handle_order_event(wiring.ledger_store(), rules, event, now)
+    return handle_order_event(wiring.account_store(), rules, event, now)
