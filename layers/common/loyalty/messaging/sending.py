@@ -79,7 +79,8 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
     except ProviderError as error:
         return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now,
                        last_delivery=last_delivery)
-    msgs.mark_sent(message_id, result.provider, result.provider_message_id, now)
+    msgs.mark_sent(message_id, result.provider, result.provider_message_id, now, channel=channel,
+                   lease_until=record.lease_until)
     return f"sent:{result.provider}"
 
 
