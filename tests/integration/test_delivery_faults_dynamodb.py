@@ -53,6 +53,24 @@ def test_a_notice_whose_outbox_write_meets_a_transaction_conflict_is_retried_not
     assert dispatch_job(job, msgs, queues, RULES, NOW) == "queued:whatsapp"
 
 
+def test_a_marketing_job_whose_counters_moved_meanwhile_is_decided_again(fresh_aws, msgs, ana):
+    # another campaign's message for ana is counted between this job's read and its write
+    from loyalty.adapters.messaging.store import DynamoMessagingStore
+    other = DynamoMessagingStore(fresh_aws.environ["TABLE_NAME"], client=fresh_aws.client("dynamodb"))
+    raced = []
+
+    def race(**_):
+        if not raced:
+            raced.append(dispatch_job(campaign_job("spring"), other, Queues(), RULES, NOW))
+    msgs.client.meta.events.register("before-call.dynamodb.TransactWriteItems", race)
+
+    outcome = dispatch_job(campaign_job("summer"), msgs, Queues(), RULES, NOW)
+
+    assert raced == ["queued:whatsapp"]
+    assert outcome == "skipped:cap_reached"             # one marketing message a day, read again
+    assert msgs.message(message_id_for("campaign#summer#ana")).status == "skipped"
+
+
 def test_a_reply_whose_outbox_write_meets_a_conflict_fails_the_push_instead_of_vanishing(msgs, ledger, ana):
     from loyalty.channels.inbound import InboundMessage
     balance = InboundMessage(provider="whatsapp", provider_message_id="wamid.IN1", sender=PHONE.lstrip("+"),
