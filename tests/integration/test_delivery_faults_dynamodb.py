@@ -127,6 +127,36 @@ def test_a_failure_receipt_before_the_send_is_recorded_lets_the_fallback_go_out(
     assert sms.calls == 1 and msgs.message("m-1").channel == "sms"
 
 
+class SenderQueues(Queues):
+    def change_visibility(self, receipt_handle, seconds, name):
+        pass
+
+
+def test_a_send_whose_record_fails_is_recorded_later_and_never_sent_again(fresh_aws, monkeypatch):
+    from aws_lambda_powertools import Logger
+
+    from loyalty import wiring
+    from loyalty.web.senders import sender_handler
+    from tests.integration.test_sending_dynamodb import SenderContext, sqs_event
+    store, queues, provider, clock = wiring.messaging_store(), SenderQueues(), Provider(), [NOW]
+    store.create_message(record())
+    monkeypatch.setattr(wiring, "channel_sender", lambda channel: provider)
+    monkeypatch.setattr(wiring, "queues", lambda: queues)
+    handler = sender_handler("whatsapp", Logger(), clock=lambda: clock[0])
+    cancel_next_transaction(store.client, "TransactionConflict", "None")    # recording the send conflicts
+
+    handler(sqs_event("m-1"), SenderContext())
+    for _, body, _ in list(queues.sent):                 # whatever the send queued, delivered
+        clock[0] = NOW + timedelta(seconds=5)
+        handler({"Records": [{"messageId": "sqs-again", "receiptHandle": "rh", "body": json.dumps(body),
+                              "attributes": {"ApproximateReceiveCount": "1"}}]}, SenderContext())
+    clock[0] = NOW + timedelta(minutes=10)               # SQS delivers a copy of the first message
+    handler(sqs_event("m-1"), SenderContext())
+
+    assert provider.calls == 1
+    assert store.message("m-1").status == "sent"
+
+
 # --- a deferred job is released however long it waited -----------------------------------
 
 def test_a_deferred_job_is_released_however_long_it_waited(fresh_aws, ana):
