@@ -140,6 +140,19 @@ def route_again_if_waiting(store: "MessagingStore", queues: Queues, message_id: 
     return "duplicate"
 
 
+def release_deferred(store: "MessagingStore", queues: Queues, now: datetime, limit: int = 500) -> int:
+    """Jobs whose send window opened by `now`, however long ago, go back to the jobs queue
+    (at most `limit`; the rest on the next call). The dispatcher decides each again at its
+    time: a member who opted out meanwhile gets nothing. A job released twice (its removal
+    failed) is a duplicate there."""
+    released = 0
+    for deferred in store.due_deferred(now, limit):
+        queues.send("jobs", {**deferred.job, "planned_at": now.isoformat()})
+        store.remove_deferred(deferred)
+        released += 1
+    return released
+
+
 def notice_job(kind_key: str, member_id: str, template: str, variables: dict, at: datetime) -> dict:
     """A job for a notice the member triggered; its id comes from what triggered it."""
     return {"job_id": f"notice#{template}#{kind_key}", "kind": "notice", "member_id": member_id,
