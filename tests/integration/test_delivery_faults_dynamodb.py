@@ -177,3 +177,33 @@ def test_a_deferred_job_is_released_however_long_it_waited(fresh_aws, ana):
     answer = load_handler("release_deferred")({"time": (opens + timedelta(hours=3, minutes=15)).isoformat()},
                                               Context())
     assert answer["released"] == 0                       # released once
+
+
+# --- a stored push whose processing failed is processed again -----------------------------
+
+def test_a_stop_whose_processing_failed_is_applied_by_the_sweep_without_any_retry(fresh_aws, ledger, monkeypatch):
+    from datetime import datetime, timezone
+
+    from loyalty.messaging import conversations
+    from tests.integration.test_stored_pushes_dynamodb import WA_ID, push
+    ledger.put_profile(Profile("wa", name="Wa", phone="+" + WA_ID, preferred_channels=("whatsapp",)))
+    ledger.add_consent(Consent("wa", "whatsapp", "opted_in", "checkout_checkbox", NOW - timedelta(days=400)))
+    real = conversations.apply_message
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the ledger was unreachable")
+    monkeypatch.setattr(conversations, "apply_message", broken)
+    with pytest.raises(RuntimeError):
+        load_handler("whatsapp_webhook")(push(text="STOP", message_id="wamid.LOSTSTOP"), Context())
+    monkeypatch.setattr(conversations, "apply_message", real)
+    assert ledger.consent_history("wa", "whatsapp")[0].status == "opted_in"
+
+    # the provider never retries; the sweep runs on its schedule
+    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    answer = load_handler("reapply_pushes")({"time": later.isoformat()}, Context())
+
+    assert answer["applied"] == 1
+    [latest, *_] = ledger.consent_history("wa", "whatsapp")
+    assert (latest.status, latest.source) == ("opted_out", "keyword:STOP")
+    answer = load_handler("reapply_pushes")({"time": (later + timedelta(hours=1)).isoformat()}, Context())
+    assert answer["due"] == 0                            # applied once

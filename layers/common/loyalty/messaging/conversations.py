@@ -203,8 +203,10 @@ def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
     return Outcome(f"consent:{status}")
 
 
-def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime) -> Outcome:
-    """Keywords: opt-out (confirmed once), opt-in, balance, help."""
+def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime, *,
+                  passive: bool = True) -> Outcome:
+    """Keywords: opt-out (confirmed once), opt-in, balance, help. `passive`: a WeChat
+    answer may go in the webhook's response (not when a stored push is applied later)."""
     member = _member_for(ledger, message)
     if member is None:
         return Outcome("ignored:unknown_member")
@@ -215,18 +217,19 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
     at = _when(message.at, now)
     if keyword in ("opt_out", "opt_in"):
         status = "opted_out" if keyword == "opt_out" else "opted_in"
-        changed = current is None or current.status != status
+        # a decision older than the one in force (a push applied late) changes nothing
+        changed = current is None or (current.status != status and current.at <= at)
         ledger.add_consent(Consent(member, channel, status, f"keyword:{message.text.strip()[:32]}", at,
                                    proof=message.dedup_key))
         if not changed or message.provider in PROVIDER_CONFIRMS:
             return Outcome(f"consent:{status}")
         template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"
-        return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now)
+        return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now, passive)
     if keyword == "balance":
         return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
-                      queues, rules, now)
+                      queues, rules, now, passive)
     if keyword == "help":
-        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now)
+        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, passive)
     return Outcome("ignored:no_keyword")
 
 
@@ -250,7 +253,7 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
 
 
 def _reply(template_name: str, variables: dict, member: str, message: InboundMessage, snapshot, msgs, queues,
-           rules: "Rules", now: datetime) -> Outcome:
+           rules: "Rules", now: datetime, passive: bool = True) -> Outcome:
     """Answer inside the service window the member just opened: free-form text. WeChat
     answers in the HTTP response itself; the others go through the channel's sender."""
     channel = CHANNEL_OF[message.provider]
@@ -266,7 +269,7 @@ def _reply(template_name: str, variables: dict, member: str, message: InboundMes
                           payloads={channel: payload}, fallbacks=(), status="queued", created_at=now,
                           history=(("queued", now.isoformat(), f"in reply to {message.provider_message_id}"),),
                           extra={"provider": message.provider})
-    if channel == "wechat":
+    if channel == "wechat" and passive:
         sent = replace(record, status="sent", provider="wechat",
                        provider_message_id=f"passive:{message.provider_message_id}",
                        history=record.history + (("sent", now.isoformat(), "passive reply"),))
