@@ -3,7 +3,7 @@ one Query, so caps, consent history, lots and profile come back together, sorted
 by their sort keys (CAPS < CONSENT#... < LOT#... < PROFILE; disputes in between are
 skipped).
 
-The ledger writes the consent, lot and profile items (loyalty.adapters.dynamo); this is a
+The ledger adapter writes the consent, lot and profile items; this is a
 read-only view of the attributes the snapshot needs, one model for the mixed page of a
 single Query. It must follow the ledger's layout: tests/messaging_contract.py checks the
 snapshot against what the ledger adapter wrote."""
