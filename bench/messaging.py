@@ -111,6 +111,20 @@ def run(counter, row, n: int = 20) -> None:
         fetches = sum(stats["wechat_token_fetches"].values()) - tokens_before
         row("WeChat access-token fetches for 100 sends", str(fetches), "≤ 1 per 7,000 s per account", fetches <= 1)
 
+        # WeChat receipts carry only WeChat's own id: one read of the id alias, one write
+        sent_wechat = [m for m in api.get("/_local/outbox").json()
+                       if m["channel"] == "wechat" and m["provider_message_id"]]
+        counter.reset()
+        for m in sent_wechat:
+            api.post("/_local/receipts", {"provider": "wechat", "provider_message_id": m["provider_message_id"],
+                                          "status": "success"})
+        per_receipt = counter.total / max(len(sent_wechat), 1)
+        queries = counter.calls["Query"] + counter.calls["Scan"]
+        # each found its message (none kept for later as a receipt of an unknown message)
+        found = counter.calls["UpdateItem"] == len(sent_wechat) and counter.calls["PutItem"] == 0
+        row("one WeChat delivery receipt: DynamoDB calls", f"{per_receipt:.2f}", "≤ 2, 0 Scans, 0 Queries",
+            bool(sent_wechat) and found and per_receipt <= 2 and queries == 0)
+
 
 def planning(aws, counter, row, members: int, due: int) -> None:
     """`members` members with one lot each; `due` of them at a reminder stage tonight."""

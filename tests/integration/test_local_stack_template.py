@@ -146,7 +146,7 @@ def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
         assert os.environ["TABLE_NAME"] == "template-test-LoyaltyTable"
         table = aws.client("dynamodb").describe_table(TableName="template-test-LoyaltyTable")["Table"]
         indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-        assert set(indexes) == {"ExpiryIndex", "MemberMessages"}
+        assert set(indexes) == {"ExpiryIndex", "MemberMessages", "PendingPushes"}
         assert indexes["ExpiryIndex"]["Projection"]["ProjectionType"] == "INCLUDE"
         secret = json.loads(aws.client("secretsmanager").get_secret_value(
             SecretId=os.environ["SECRETS_ID"])["SecretString"])
@@ -230,7 +230,8 @@ def test_every_scheduled_function_has_its_failures_caught():
     functions = _resources_of_type("AWS::Serverless::Function")
     scheduled = {name: f["Properties"] for name, f in functions.items()
                  if any(e["Type"] == "ScheduleV2" for e in (f["Properties"].get("Events") or {}).values())}
-    assert set(scheduled) == {"ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction"}
+    assert set(scheduled) == {"ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction",
+                              "ReapplyPushesFunction"}
     queues = {k: r["Properties"] for k, r in _resources_of_type("AWS::SQS::Queue").items()}
     for name, properties in scheduled.items():
         for event in properties["Events"].values():
@@ -374,7 +375,7 @@ def test_the_model_knows_where_scheduled_runs_fail_to():
     model = load_template(TEMPLATE)
     dlq = model.queues["ScheduledRunsDLQ"]
     assert dlq in model.dead_letter_queues()
-    for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction"):
+    for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction", "ReapplyPushesFunction"):
         function = model.functions[name]
         assert function.on_failure_arn == dlq.arn and function.async_retries == 2
         assert [event.dead_letter_arn for event in function.events] == [dlq.arn]

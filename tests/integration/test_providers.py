@@ -13,7 +13,8 @@ from infra.local.testing import spawn_local_stack
 from loyalty.channels.aliyun import AliyunClient, AliyunConfig
 from loyalty.channels.providers import ProviderError, SendResult
 from loyalty.channels.twilio import TwilioClient, TwilioConfig
-from loyalty.channels.wechat import DynamoTokenStore, MemoryTokenStore, WeChatClient, WeChatConfig, WeChatTokenCache
+from loyalty.adapters.messaging.tokens import DynamoTokenStore
+from loyalty.channels.wechat import MemoryTokenStore, WeChatClient, WeChatConfig, WeChatTokenCache
 from loyalty.channels.whatsapp import WhatsAppClient, WhatsAppConfig
 
 

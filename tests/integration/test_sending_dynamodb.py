@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from loyalty.adapters.messaging_dynamo import DynamoMessagingStore
+from loyalty.adapters.messaging.store import DynamoMessagingStore
 from loyalty.channels.providers import ProviderError, SendResult
 from loyalty.messaging.dispatcher import dispatch_job, message_id_for, notice_job
 from loyalty.messaging.outbox import ClaimRefused, OutboxRecord

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from infra.local.resources import local_secret_values
-from loyalty.adapters.messaging_dynamo import INBOUND_KEEP_PROCESSED, INBOUND_KEEP_UNPROCESSED
+from loyalty.messaging.pushes import INBOUND_KEEP_PROCESSED, INBOUND_KEEP_UNPROCESSED
 from loyalty.channels.signatures import sign_whatsapp
 from tests.integration.test_handlers import Context, load_handler
 

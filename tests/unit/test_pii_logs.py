@@ -18,6 +18,7 @@ import requests
 from aws_lambda_powertools import Logger
 
 from loyalty import wiring
+from loyalty.adapters.messaging_memory import MemoryMessagingStore
 from loyalty.channels.aliyun import AliyunClient, AliyunConfig
 from loyalty.channels.inbound import parse_aliyun_report, parse_twilio_status, parse_wechat, parse_whatsapp
 from loyalty.channels.providers import SmsSender
@@ -25,7 +26,7 @@ from loyalty.channels.twilio import TwilioClient, TwilioConfig
 from loyalty.channels.wechat import MemoryTokenStore, WeChatClient, WeChatConfig
 from loyalty.channels.whatsapp import WhatsAppClient, WhatsAppConfig
 from loyalty.messaging.conversations import apply_status
-from loyalty.messaging.outbox import RANK, ClaimRefused, OutboxRecord, message_view
+from loyalty.messaging.outbox import OutboxRecord, message_view
 from loyalty.rules import build_rules
 from loyalty.web.senders import sender_handler
 
@@ -36,53 +37,12 @@ US, CN, OPENID = "+14155550123", "+8613800138000", "oLocalMember000001"
 
 # --- fakes -----------------------------------------------------------------------------------
 
-class Store:
-    """The messaging store's sending and receipt calls, in memory."""
-
-    def __init__(self, *records: OutboxRecord):
-        self.records = {r.message_id: r for r in records}
-        self.aliases: dict[tuple[str, str], str] = {}
-
-    def _append(self, message_id, **changes):
-        record = self.records[message_id]
-        entry = changes.pop("entry", None)
-        history = record.history + ((entry,) if entry else ())
-        self.records[message_id] = replace(record, history=history, **changes)
-
-    def message(self, message_id):
-        return self.records.get(message_id)
-
-    def claim(self, message_id, channel, now, lease_s=120):
-        record = self.records[message_id]
-        if record.channel != channel or record.status not in ("queued", "dead_lettered"):
-            return ClaimRefused(status=record.status, channel=record.channel)
-        self._append(message_id, status="sending", attempts=record.attempts + 1)
-        return self.records[message_id]
-
-    def release_claim(self, message_id, at, detail, *, last=False, quiet=False):
-        status = "dead_lettered" if last else "queued"
-        self._append(message_id, status=status,
-                     entry=None if quiet else ("dead_lettered" if last else "retrying", at.isoformat(), detail))
-
-    def mark_sent(self, message_id, provider, provider_message_id, at):
-        self.aliases[(provider, provider_message_id)] = message_id
-        self._append(message_id, status="sent", provider=provider, provider_message_id=provider_message_id,
-                     entry=("sent", at.isoformat(), provider))
-
-    def record_status(self, message_id, status, at, detail="", channel=None, provider_message_id=None):
-        record = self.records.get(message_id)
-        if record is None or RANK[record.status] >= RANK[status] or (channel and record.channel != channel):
-            return False
-        self._append(message_id, status=status, entry=(status, at.isoformat(), detail))
-        return True
-
-    def switch_channel(self, message_id, channel, to, at, detail, fallbacks=(), **_):
-        self._append(message_id, status="queued", channel=channel, to=to, fallbacks=fallbacks,
-                     entry=("fallback", at.isoformat(), detail))
-        return True
-
-    def message_id_for(self, provider, provider_message_id):
-        return self.aliases.get((provider, provider_message_id))
+def Store(*records: OutboxRecord) -> MemoryMessagingStore:
+    """The messaging store's fake, holding `records`."""
+    store = MemoryMessagingStore()
+    for record in records:
+        store.create_message(record)
+    return store
 
 
 class Ledger:

@@ -41,7 +41,7 @@ def dispute_store() -> DisputeStore:
 
 @cache
 def messaging_store():
-    from .adapters.messaging_dynamo import DynamoMessagingStore
+    from .adapters.messaging.store import DynamoMessagingStore
     return DynamoMessagingStore(settings().table_name)
 
 
@@ -147,7 +147,8 @@ def _build_sender(channel: str, secret: Callable[[str], str | None]):
         client = WhatsAppClient(share(WhatsAppConfig.from_env(os.environ, secret)))
         return lambda record, _c, payload: client.send(record.to, payload, record.message_id)
     if channel == "wechat":
-        from .channels.wechat import DynamoTokenStore, WeChatClient, WeChatConfig
+        from .adapters.messaging.tokens import DynamoTokenStore
+        from .channels.wechat import WeChatClient, WeChatConfig
         # Refresh 180 s before expiry: one fetch per 7,020 s of a 7,200 s token.
         client = WeChatClient(share(WeChatConfig.from_env(os.environ, secret)),
                               DynamoTokenStore(settings().table_name), refresh_margin_s=180)

@@ -204,8 +204,10 @@ def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
     return Outcome(f"consent:{status}")
 
 
-def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime) -> Outcome:
-    """Keywords: opt-out (confirmed once), opt-in, balance, help."""
+def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime, *,
+                  passive: bool = True) -> Outcome:
+    """Keywords: opt-out (confirmed once), opt-in, balance, help. `passive`: a WeChat
+    answer may go in the webhook's response (not when a stored push is applied later)."""
     member = _member_for(ledger, message)
     if member is None:
         return Outcome("ignored:unknown_member")
@@ -216,18 +218,19 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
     at = _when(message.at, now)
     if keyword in ("opt_out", "opt_in"):
         status = "opted_out" if keyword == "opt_out" else "opted_in"
-        changed = current is None or current.status != status
+        # a decision older than the one in force (a push applied late) changes nothing
+        changed = current is None or (current.status != status and current.at <= at)
         ledger.add_consent(Consent(member, channel, status, f"keyword:{message.text.strip()[:32]}", at,
                                    proof=message.dedup_key))
         if not changed or message.provider in PROVIDER_CONFIRMS:
             return Outcome(f"consent:{status}")
         template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"
-        return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now)
+        return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now, passive)
     if keyword == "balance":
         return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
-                      queues, rules, now, answer=True)
+                      queues, rules, now, passive, answer=True)
     if keyword == "help":
-        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, answer=True)
+        return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, passive, answer=True)
     return Outcome("ignored:no_keyword")
 
 
@@ -251,7 +254,7 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
 
 
 def _reply(template_name: str, variables: dict, member: str, message: InboundMessage, snapshot, msgs, queues,
-           rules: "Rules", now: datetime, *, answer: bool = False) -> Outcome:
+           rules: "Rules", now: datetime, passive: bool = True, *, answer: bool = False) -> Outcome:
     """Answer inside the service window the member just opened: free-form text. WeChat
     answers in the HTTP response itself; the others go through the channel's sender.
     An `answer` to a question (balance, help) may go on the member's other consented
@@ -279,7 +282,7 @@ def _reply(template_name: str, variables: dict, member: str, message: InboundMes
                           created_at=now,
                           history=(("queued", now.isoformat(), f"in reply to {message.provider_message_id}"),),
                           extra={"provider": message.provider, **({"to": contacts} if len(contacts) > 1 else {})})
-    if channel == "wechat":
+    if channel == "wechat" and passive:
         sent = replace(record, status="sent", provider="wechat",
                        provider_message_id=f"passive:{message.provider_message_id}",
                        history=record.history + (("sent", now.isoformat(), "passive reply"),))

@@ -12,14 +12,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..domain import stable_id
+from ..errors import ConcurrentUpdate, Transient
 from .dispatch import (CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder,
                        decide_scheduled)
 from .outbox import OutboxRecord
 
 if TYPE_CHECKING:
     from ..rules import Rules
+    from .ports import MessagingStore
 
 MAX_QUEUE_DELAY_S = 900
+CAPS_ATTEMPTS = 3
 
 
 class Queues(Protocol):
@@ -37,9 +40,23 @@ def _next_caps(snapshot: MemberSnapshot, local: datetime) -> CapCounters:
                        month=month, month_count=(caps.month_count if caps.month == month else 0) + 1)
 
 
-def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime) -> str:
+def dispatch_job(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime) -> str:
     """Handle one reminder job; returns what happened (sent to a channel queue, deferred,
-    skipped with a reason, or duplicate)."""
+    skipped with a reason, or duplicate). Raises Transient when the write could not be
+    made now (throttling, a conflict with another transaction): the queue retries.
+
+    When the member's marketing counters moved between the read and the write (another
+    message for the same member counted meanwhile), the member is read again and the job
+    decided again: the caps may be reached now."""
+    for _ in range(CAPS_ATTEMPTS):
+        try:
+            return _dispatch_once(job, store, queues, rules, now)
+        except ConcurrentUpdate:
+            continue
+    raise Transient("the member's marketing counters kept moving")
+
+
+def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime) -> str:
     from zoneinfo import ZoneInfo
     template = rules.template(job["template"])
     message_id = message_id_for(job["job_id"])
@@ -111,7 +128,7 @@ def dispatch_job(job: dict, store, queues: Queues, rules: "Rules", now: datetime
     return "queued:" + queued.channel
 
 
-def route_again_if_waiting(store, queues: Queues, message_id: str) -> str:
+def route_again_if_waiting(store: "MessagingStore", queues: Queues, message_id: str) -> str:
     """A job (or a push) seen again after its record was written. If the record still
     waits, queued and never claimed, the first run may have died before routing it:
     route it again. The sender's claim makes a second queue message harmless (sent at
@@ -121,6 +138,19 @@ def route_again_if_waiting(store, queues: Queues, message_id: str) -> str:
         queues.send(current.channel, {"message_id": message_id, "channel": current.channel})
         return "duplicate:requeued"
     return "duplicate"
+
+
+def release_deferred(store: "MessagingStore", queues: Queues, now: datetime, limit: int = 500) -> int:
+    """Jobs whose send window opened by `now`, however long ago, go back to the jobs queue
+    (at most `limit`; the rest on the next call). The dispatcher decides each again at its
+    time: a member who opted out meanwhile gets nothing. A job released twice (its removal
+    failed) is a duplicate there."""
+    released = 0
+    for deferred in store.due_deferred(now, limit):
+        queues.send("jobs", {**deferred.job, "planned_at": now.isoformat()})
+        store.remove_deferred(deferred)
+        released += 1
+    return released
 
 
 def notice_job(kind_key: str, member_id: str, template: str, variables: dict, at: datetime) -> dict:

@@ -37,6 +37,7 @@ class OutboxRecord:
     not_before: datetime | None = None
     attempts: int = 0
     extra: dict = field(default_factory=dict)
+    lease_until: datetime | None = None           # while a sender holds it: the claim's lease (and token)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
+from ..errors import Transient
 from ..records import Consent
 from .outbox import ClaimRefused, OutboxRecord
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # No answer after the request went out: the provider may have accepted it.
 UNCERTAIN = {"read_timeout", "connection_error"}
 RECEIPT_WAIT_S = 300
+# A send the provider accepted but we could not record yet: recorded again this much later
+# (well inside the claim's lease, so that no copy of the queue message can send it again).
+RECORD_AGAIN_S = 5
 
 
 @dataclass
@@ -66,7 +70,11 @@ def backoff_s(attempts: int, hint: float | None = None, *, rng: random.Random | 
 def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: Send, rules: "Rules",
                  now: datetime, last_delivery: bool = False) -> str:
     """Claim, send, record. Raises RetryLater for a transient failure; on the queue's
-    `last_delivery` the record says dead_lettered, where the queue message goes next."""
+    `last_delivery` the record says dead_lettered, where the queue message goes next.
+
+    Once the provider accepted, nothing sends the message again: the record says sent
+    (or, when a receipt got there first, keeps the receipt's status and gains the
+    provider's id), and when even that write fails, a fresh queue message records it."""
     from ..channels.providers import ProviderError  # with `requests`: loaded on the first send, not at import
     record = msgs.claim(message_id, channel, now)
     if isinstance(record, ClaimRefused):
@@ -85,8 +93,33 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
     except ProviderError as error:
         return _failed(error, record, channel, msgs=msgs, ledger=ledger, queues=queues, now=now,
                        last_delivery=last_delivery)
-    msgs.mark_sent(message_id, result.provider, result.provider_message_id, now)
-    return f"sent:{result.provider}"
+    accepted = {"provider": result.provider, "provider_message_id": result.provider_message_id,
+                "at": now.isoformat(), "lease_until": record.lease_until.isoformat() if record.lease_until else None}
+    try:
+        marked = msgs.mark_sent(message_id, result.provider, result.provider_message_id, now, channel=channel,
+                                lease_until=record.lease_until)
+    except Transient:
+        # The provider took it: this queue message must not come back and send it again.
+        # A fresh one carries the provider's answer, and records it (see record_accepted).
+        queues.send(channel, {"message_id": message_id, "channel": channel, "accepted": accepted},
+                    delay_s=RECORD_AGAIN_S)
+        return f"sent:{result.provider}:recorded_later"
+    return f"sent:{result.provider}" if marked else f"sent:{result.provider}:after_receipt"
+
+
+def record_accepted(message_id: str, channel: str, accepted: dict, *, msgs) -> str:
+    """Record a send the provider accepted when recording it failed (a queue message with
+    `accepted`, from send_message): never a provider call. Transient again: RetryLater,
+    the queue brings this message back."""
+    from ..domain import parse_time
+    lease = accepted.get("lease_until")
+    try:
+        marked = msgs.mark_sent(message_id, accepted["provider"], accepted["provider_message_id"],
+                                parse_time(accepted["at"]), channel=channel,
+                                lease_until=parse_time(lease) if lease else None)
+    except Transient as exc:
+        raise RetryLater(RECORD_AGAIN_S, f"recording the send: {exc}") from exc
+    return f"recorded:{accepted['provider']}" if marked else f"recorded:{accepted['provider']}:after_receipt"
 
 
 def _not_claimed(refused: ClaimRefused, message_id: str, channel: str, queues, now: datetime) -> str:

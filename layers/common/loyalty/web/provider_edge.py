@@ -52,8 +52,13 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
         if isinstance(item, StatusUpdate):
             # The status update is the record of a receipt (with its history): one write;
             # a failure the provider reports late may also read the record and re-route it.
-            outcomes.append(conversations.apply_status(item, msgs, now, our_ref, ledger=ledger, queues=queues,
-                                                       rules=rules))
+            outcome = conversations.apply_status(item, msgs, now, our_ref, ledger=ledger, queues=queues, rules=rules)
+            if outcome.handled == "ignored:unknown_message":
+                # It may have overtaken the sender's record of the send (a WeChat receipt
+                # has only the provider's id): kept, and applied again (messaging.pushes).
+                msgs.store_inbound(item.provider, f"status#{item.provider_message_id}#{item.raw_status}",
+                                   item.__dict__, now, kind="status")
+            outcomes.append(outcome)
         elif isinstance(item, InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):   # marked processed, or why it failed

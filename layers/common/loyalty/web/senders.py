@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, SchemaVa
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from .. import wiring
-from ..messaging.sending import RetryLater, SendLater, send_message
+from ..messaging.sending import RetryLater, SendLater, record_accepted, send_message
 from .sqs import SqsBatch
 
 
@@ -67,10 +67,13 @@ def sender_handler(channel: str, logger, clock: Callable[[], datetime]):
         body = record.json_body
         receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
         try:
-            outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
-                                   ledger=wiring.ledger_store(), queues=wiring.queues(),
-                                   send=wiring.channel_sender(channel), rules=wiring.rules(),
-                                   now=clock(), last_delivery=receives >= wiring.settings().send_max_receives)
+            if "accepted" in body:   # sent already, its record failed: record it, never send
+                outcome = record_accepted(body["message_id"], channel, body["accepted"], msgs=wiring.messaging_store())
+            else:
+                outcome = send_message(body["message_id"], channel, msgs=wiring.messaging_store(),
+                                       ledger=wiring.ledger_store(), queues=wiring.queues(),
+                                       send=wiring.channel_sender(channel), rules=wiring.rules(),
+                                       now=clock(), last_delivery=receives >= wiring.settings().send_max_receives)
         except RetryLater as retry:
             # Backoff through the queue itself: the message comes back after the delay.
             wiring.queues().change_visibility(record.receipt_handle, retry.delay_s, channel)
