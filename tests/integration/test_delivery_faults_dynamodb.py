@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from loyalty.channels.inbound import StatusUpdate
 from loyalty.errors import Transient
 from loyalty.messaging.conversations import apply_message, apply_status

@@ -31,7 +31,7 @@ def stack():
 
 def stores(stack):
     """The developer's own stores on the stack's table (no function header: not checked)."""
-    from loyalty.adapters.dynamo import DynamoLedgerStore
+    from loyalty.adapters.ledger import DynamoLedgerStore
     from loyalty.adapters.messaging.store import DynamoMessagingStore
     table, client = stack.model.tables["LoyaltyTable"].name, emulator_client("dynamodb", stack.emulator_url)
     return DynamoLedgerStore(table, shards=4, client=client), DynamoMessagingStore(table, client=client)

@@ -2,7 +2,7 @@
 fake's, and what only DynamoDB does (cancelled transactions, the items' layout)."""
 import pytest
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from loyalty.adapters.messaging.store import DynamoMessagingStore
 from loyalty.adapters.messaging.tokens import DynamoTokenStore
 from loyalty.messaging.dispatch import CapCounters

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from loyalty.channels.inbound import StatusUpdate
 from loyalty.messaging.conversations import apply_status
 from tests.integration.test_sending_dynamodb import NOW, Provider, Queues, msgs, record, send  # noqa: F401

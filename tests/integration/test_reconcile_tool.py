@@ -1,5 +1,5 @@
 """The reconcile command against the emulator: silent on a sound ledger, loud on a broken one."""
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from loyalty.rules import build_rules
 from loyalty.services.orders import handle_order_event
 from loyalty.tools import reconcile

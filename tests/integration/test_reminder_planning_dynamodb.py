@@ -1,7 +1,7 @@
 """3-7-1 planning over the DynamoDB expiry index in the emulator: the unit tests again."""
 import pytest
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from tests.unit.test_reminder_planning import *  # noqa: F401,F403 - the same behaviour
 
 

@@ -125,7 +125,7 @@ def _member(fresh_aws, ledger_store):
 
 
 def test_a_job_redelivered_after_its_record_was_written_but_not_routed_is_routed_then(fresh_aws, msgs):
-    from loyalty.adapters.dynamo import DynamoLedgerStore
+    from loyalty.adapters.ledger import DynamoLedgerStore
     ledger = DynamoLedgerStore(fresh_aws.environ["TABLE_NAME"], shards=4, client=fresh_aws.client("dynamodb"))
     _member(fresh_aws, ledger)
     job = notice_job("ev-1", "ana", "points_credited", {"points": 5, "balance": 5}, NOW)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from loyalty.adapters.dynamo import DynamoLedgerStore
+from loyalty.adapters.ledger import DynamoLedgerStore
 from loyalty.channels.providers import ProviderError, SendResult
 from loyalty.channels.pushes import InboundMessage
 from loyalty.channels.whatsapp import WhatsAppClient, WhatsAppConfig

@@ -43,7 +43,7 @@ def test_the_expiry_index_and_its_projection_are_the_templates():
 
 
 def test_importing_the_adapter_reads_no_settings_and_makes_no_client():
-    code = ("import sys, loyalty.adapters.ledger, loyalty.adapters.dynamo\n"
+    code = ("import sys, loyalty.adapters.ledger, loyalty.adapters.messaging\n"
             "from loyalty.settings import settings\n"
             "print(settings.cache_info().currsize, 'boto3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

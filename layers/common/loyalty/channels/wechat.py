@@ -10,7 +10,7 @@ text (replies inside WeChat's 48-hour window), with one shared access token per 
 
 The token: fetching a new one invalidates the old after a short overlap and the call is
 limited (about 2,000 a day), so every sender of an account shares one. `WeChatTokenCache`
-keeps it in memory, then in the loyalty table (`DynamoTokenStore`), and fetches only when
+keeps it in memory, then in the loyalty table (`adapters.messaging.tokens`), and fetches only when
 it is missing, within `refresh_margin_s` of expiry, or rejected (40001/40014/42001).
 """
 from __future__ import annotations
@@ -26,8 +26,7 @@ from typing import Callable, Mapping, Protocol
 
 import requests
 
-from ..adapters.table import DynamoTable
-from ..errors import Misconfigured, Transient
+from ..errors import Misconfigured
 from .providers import TIMEOUT, Classification, HttpClient, ProviderError, RateLimiter, SendResult, json_body, lookup
 
 logger = logging.getLogger(__name__)
@@ -150,51 +149,6 @@ class MemoryTokenStore:
             self.items[appid] = (token, expires_at)
             return True
 
-
-class DynamoTokenStore(DynamoTable):
-    """The TokenStore in the loyalty table: PK=TOKEN#wechat#<appid>, SK=TOKEN, with the
-    token, its expiry (epoch seconds) and a `ttl` a day later so stale items go away."""
-
-    @staticmethod
-    def key(appid: str) -> dict:
-        return {"PK": {"S": f"TOKEN#wechat#{appid}"}, "SK": {"S": "TOKEN"}}
-
-    def get(self, appid: str) -> tuple[str, float] | None:
-        item = self._call("get_item", TableName=self.table, Key=self.key(appid), ConsistentRead=True).get("Item")
-        if not item or "token" not in item:
-            return None
-        return item["token"]["S"], float(item["expires_at"]["N"])
-
-    def put_if_newer(self, appid: str, token: str, expires_at: float, replaces: str | None) -> bool:
-        from botocore.exceptions import ClientError
-        item = {**self.key(appid), "token": {"S": token}, "expires_at": {"N": repr(float(expires_at))},
-                "ttl": {"N": str(int(expires_at) + 86400)}}
-        if replaces is None:
-            condition, values = "attribute_not_exists(PK)", {}
-        else:
-            condition = "#token = :replaces AND expires_at <= :expires_at"
-            values = {":replaces": {"S": replaces}, ":expires_at": item["expires_at"]}
-        kwargs = {"ExpressionAttributeValues": values} if values else {}
-        if replaces is not None:
-            kwargs["ExpressionAttributeNames"] = {"#token": "token"}
-        try:
-            self._call("put_item", TableName=self.table, Item=item, ConditionExpression=condition, **kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def _call(self, operation: str, **kwargs) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise
-            raise Transient(f"token store: {exc.response['Error']['Code']}") from exc
-        except BotoCoreError as exc:
-            raise Transient(f"token store: {type(exc).__name__}") from exc
 
 
 class WeChatTokenCache:
