@@ -22,6 +22,7 @@ refused one is answered with the service's AccessDenied without reaching moto.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -120,6 +121,10 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         self._app.access = access
 
+    def sqs_sends(self) -> int:
+        """How many SQS SendMessage / SendMessageBatch requests have arrived so far."""
+        return self._app.sqs_sends if self._app is not None else 0
+
     def reset(self) -> None:
         """Forget every resource and item (moto's /moto-api/reset)."""
         requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
@@ -165,9 +170,13 @@ class SerializedApp:
         self._app = app
         self._lock = threading.Lock()
         self.access: Callable[[dict, bytes], Response | None] | None = None
+        self._sends = itertools.count()
+        self.sqs_sends = 0  # SQS SendMessage(Batch) requests seen: the schedules' "did it feed a queue?"
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = _read_body(environ)
+        if _is_sqs_send(environ, body):
+            self.sqs_sends = next(self._sends) + 1
         wait = _long_poll_seconds(environ, body)
         denied = self.access(environ, body) if self.access is not None else None
         if denied is not None:
@@ -231,6 +240,15 @@ def _long_poll_seconds(environ: dict, body: bytes) -> float | None:
         if fields.get("Action") == "ReceiveMessage":
             return float(fields.get("WaitTimeSeconds") or 0)
     return None
+
+
+def _is_sqs_send(environ: dict, body: bytes) -> bool:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target in ("AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch")
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return False
+    return dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action") in ("SendMessage", "SendMessageBatch")
 
 
 def _with_wait_time_zero(environ: dict, body: bytes) -> bytes:

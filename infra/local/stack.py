@@ -132,7 +132,8 @@ class LocalStack:
         create_resources(self.model, self.emulator.url)
         self.runtime = FunctionRuntime(self.model, self.emulator.url).start()
         self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=self.time_scale)
-        self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock)
+        self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock,
+                                        queue_sends=self.emulator.sqs_sends)
         self.issuer = LocalIssuer(self.model)
         self._add_template_routes()
         self._add_control_routes()
