@@ -12,8 +12,9 @@ Modules, in the order a request meets them: template (read template.yaml),
 emulator (moto on loopback), iam + iam_requests (each function's IAM policies,
 enforced on its AWS calls), resources (tables, queues, secrets from the template),
 runtime (import and invoke the functions), http + apigateway (the API), pollers
-(SQS event sources), schedules (run on demand), stack (all of it together),
-testing (helpers for test fixtures).
+(SQS event sources), schedules + cron (run on demand, and what would have fired
+meanwhile when the clock moves), stack (all of it together), testing (helpers for
+test fixtures).
 """
 
 from .stack import LocalStack
