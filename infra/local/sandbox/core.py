@@ -374,7 +374,7 @@ class Stats:
     """Counters by section and key: stats.add("sends_accepted", "whatsapp")."""
 
     SECTIONS = ("sends_accepted", "sends_refused", "faults_injected", "wechat_token_fetches",
-                "wechat_token_refusals", "inbound")
+                "wechat_token_refusals", "inbound", "member_messages_seen")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -396,7 +396,7 @@ class Stats:
         """Every counter back to zero (the per-provider ones listed)."""
         with self._lock:
             self._counts = {section: {} for section in self.SECTIONS}
-            for section in ("sends_accepted", "sends_refused", "faults_injected", "inbound"):
+            for section in ("sends_accepted", "sends_refused", "faults_injected", "inbound", "member_messages_seen"):
                 self._counts[section] = {provider: 0 for provider in PROVIDERS}
 
 
