@@ -626,6 +626,28 @@ def test_a_status_fault_fails_exactly_count_sends_in_the_providers_shape(api):
     assert counts["sends_accepted"]["whatsapp"] == 1 and len(outbox(api)) == 2
 
 
+def test_a_share_fault_fails_that_share_of_sends_repeatably_until_dropped(api):
+    fault(api, provider="whatsapp", status=503, share=0.5, seed=11)
+    fault(api, provider="whatsapp", status=429, share=1.0, to="85290000009")
+    first = [whatsapp_send(api, whatsapp_template()).status_code for _ in range(40)]
+    assert set(first) == {200, 503} and 10 < first.count(503) < 30
+    special = whatsapp_send(api, whatsapp_template(to="85290000009")).status_code   # the first fault draws first
+    assert special in (429, 503)
+    [half, always] = requests.get(f"{api}/_local/faults", timeout=5).json()
+    assert half["share"] == 0.5 and half["seed"] == 11 and half["remaining"] is None
+    assert half["hits"] == first.count(503) + (special == 503) and always["hits"] == (special == 429)
+    assert requests.delete(f"{api}/_local/faults", timeout=5).json() == {"cleared": 2}
+    assert whatsapp_send(api, whatsapp_template()).status_code == 200
+
+    fault(api, provider="whatsapp", status=503, share=0.5, seed=11)   # the same seed: the same draws
+    again = [whatsapp_send(api, whatsapp_template()).status_code for _ in range(40)]
+    assert again == first
+    for body in ({"share": 0}, {"share": 1.5}, {"share": 0.5, "count": 2}, {"seed": 3}):
+        refused = requests.post(f"{api}/_local/faults", json={"provider": "whatsapp", "status": 500, **body},
+                                timeout=5)
+        assert refused.status_code == 400, body
+
+
 def test_error_code_faults_answer_each_providers_error(api):
     fault(api, provider="whatsapp", error_code=131056, count=1, to="+8613800000000")
     fault(api, provider="wechat", error_code=45009, count=1)
