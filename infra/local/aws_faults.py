@@ -1,7 +1,9 @@
 """Faults in the functions' AWS calls, injected by the emulator: what a soak needs.
 
     POST   /_local/aws-faults  {"share": 0.05, "seed": 7,
-                                "kinds": {"throttle": 2, "conflict": 1, "reset": 1, "timeout": 1}}
+                                "kinds": {"throttle": 2, "conflict": 1, "reset": 1, "timeout": 1},
+                                "functions": [...]?, "operations": ["dynamodb:UpdateItem", ...]?,
+                                "count": n?}
     GET    /_local/aws-faults  the settings and what was injected (by kind, function, operation)
     DELETE /_local/aws-faults  off (the counts stay until the next POST)
 
@@ -15,8 +17,11 @@ fails with probability `share`, with a kind drawn by weight among those that app
 service's own, in its wire format, so boto3 raises what it would raise in AWS:
 
 - throttle (DynamoDB, any operation): HTTP 400 ProvisionedThroughputExceededException or
-  ThrottlingException, half each. botocore retries both (DynamoDB: up to 10 times, with
-  backoff), as it does in AWS: most never reach the code, and slow it down instead.
+  ThrottlingException. botocore retries both (DynamoDB: up to 10 times, with backoff), as
+  it does in AWS: most never reach the code, and slow it down instead. A transaction is
+  also throttled as DynamoDB reports it in a transaction, one time in three: a
+  TransactionCanceledException whose reason is ThrottlingError, which botocore does not
+  retry.
 - conflict (DynamoDB TransactWriteItems, TransactGetItems): HTTP 400
   TransactionCanceledException whose CancellationReasons say TransactionConflict for one
   item and None for the others, as when another transaction holds an item. Not retried
@@ -29,7 +34,11 @@ service's own, in its wire format, so boto3 raises what it would raise in AWS:
   answer is lost at once, rather than after the client's 60 s read timeout.)
 
 `seed` makes the draws repeatable for one sequence of requests; the functions' requests
-arrive concurrently, so two runs see the same draws in a different order.
+arrive concurrently, so two runs see the same draws in a different order. `functions`
+and `operations` narrow the requests that can fail, and `count` stops after that many
+faults: {"share": 1, "kinds": {"timeout": 1}, "functions": ["SendSmsFunction"],
+"operations": ["dynamodb:UpdateItem"], "count": 1} loses the answer of the next SMS
+sender's UpdateItem, and only that one (a reproduction, not a soak).
 """
 
 from __future__ import annotations
@@ -95,7 +104,17 @@ class AwsFaults:
         Counting starts again."""
         if not isinstance(body, dict):
             raise ValueError('the body must be {"share": 0.05, "seed": 7, "kinds": {"throttle": 1, ...}}')
-        problems = [f"unknown field {name!r}" for name in body if name not in ("share", "seed", "kinds")]
+        problems = [f"unknown field {name!r}" for name in body
+                    if name not in ("share", "seed", "kinds", "functions", "operations", "count")]
+        narrowing = {}
+        for name in ("functions", "operations"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                problems.append(f"{name} must be a list of names")
+            narrowing[name] = frozenset(value) if isinstance(value, list) and value else None
+        count = body.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            problems.append("count must be an integer >= 1")
         share = body.get("share", 0)
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
             problems.append("share must be a number from 0 to 1")
@@ -112,6 +131,7 @@ class AwsFaults:
             self.share = float(share)
             self.seed = seed
             self.kinds = {kind: float(weight) for kind, weight in kinds.items() if weight > 0}
+            self.functions, self.operations, self.count = narrowing["functions"], narrowing["operations"], count
             self._random = random.Random(seed)
             self._counts: dict[str, Any] = {"requests": 0, "injected": 0, "by_kind": {},
                                             "by_function": {}, "by_operation": {}}
@@ -124,7 +144,11 @@ class AwsFaults:
     def public(self) -> dict:
         """Settings and counts, as JSON."""
         with self._lock:
-            return {"share": self.share, "seed": self.seed, "kinds": dict(self.kinds),
+            narrowing = {name: sorted(value) for name, value in (("functions", self.functions),
+                                                                  ("operations", self.operations)) if value}
+            if self.count is not None:
+                narrowing["count"] = self.count
+            return {"share": self.share, "seed": self.seed, "kinds": dict(self.kinds), **narrowing,
                     "counts": json.loads(json.dumps(self._counts))}
 
     # -- the decision
@@ -134,7 +158,10 @@ class AwsFaults:
         if not function or self.share <= 0:
             return None
         call = parse_call(environ, body, self.region)
-        if call is None:
+        if call is None or (self.functions is not None and function not in self.functions):
+            return None
+        operation = f"{call.service}:{call.operation or '?'}"
+        if self.operations is not None and operation not in self.operations:
             return None
         applicable = {kind: weight for kind, weight in self.kinds.items()
                       if kind in ("reset", "timeout")
@@ -142,16 +169,23 @@ class AwsFaults:
                                                           or (kind == "conflict" and call.operation in _TRANSACTIONS)))}
         with self._lock:
             self._counts["requests"] += 1
+            if self.count is not None and self._counts["injected"] >= self.count:
+                return None
             if not applicable or self._random.random() >= self.share:
                 return None
             kind = self._random.choices(list(applicable), weights=list(applicable.values()))[0]
             variant = self._random.random()
-            self._count(kind, function, f"{call.service}:{call.operation or '?'}")
+            self._count(kind, function, operation)
+        items = len(call.params.get("TransactItems") or [{}])
+        if kind == "throttle" and call.operation in _TRANSACTIONS and variant >= 2 / 3:
+            return Injection(kind, _transaction_cancelled(items, int((variant - 2 / 3) * 3 * items),
+                                                          "ThrottlingError", "Throughput exceeds the current "
+                                                          "capacity for this table"))
         if kind == "throttle":
-            return Injection(kind, _throttled(variant < 0.5))
+            return Injection(kind, _throttled(variant < 1 / 3 if call.operation in _TRANSACTIONS else variant < 0.5))
         if kind == "conflict":
-            items = call.params.get("TransactItems") or [{}]
-            return Injection(kind, _transaction_conflict(len(items), int(variant * len(items))))
+            return Injection(kind, _transaction_cancelled(items, int(variant * items), "TransactionConflict",
+                                                          "Transaction is ongoing for the item"))
         return Injection(kind)
 
     def _count(self, kind: str, function: str, operation: str) -> None:
@@ -203,9 +237,9 @@ def _throttled(provisioned: bool) -> WsgiResponse:
                             "message": "Rate of requests exceeds the allowed throughput."})
 
 
-def _transaction_conflict(items: int, conflicting: int) -> WsgiResponse:
-    reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
-               if index == conflicting else {"Code": "None"} for index in range(max(1, items))]
+def _transaction_cancelled(items: int, failing: int, code: str, message: str) -> WsgiResponse:
+    reasons = [{"Code": code, "Message": message} if index == failing else {"Code": "None"}
+               for index in range(max(1, items))]
     codes = ", ".join(reason["Code"] for reason in reasons)
     return _dynamodb_error({
         "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",

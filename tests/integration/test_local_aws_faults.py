@@ -25,7 +25,7 @@ def ddb(stack):
     # one attempt: what botocore would retry is seen as it comes
     return boto3.client("dynamodb", endpoint_url=stack.emulator_url, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing",
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
 
 
 @pytest.fixture
@@ -70,6 +70,19 @@ def test_throttling_is_dynamodb_s_own_400_and_nothing_is_written(stack, ddb, tab
             assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert codes == {"ProvisionedThroughputExceededException", "ThrottlingException"}
     assert not any(written(ddb, table, f"F#throttled{n}") for n in range(8))
+
+    # a throttled transaction: also as DynamoDB reports it inside one, a cancellation reason
+    seen = set()
+    with acting_as("OrderWebhookFunction"):
+        for n in range(12):
+            with pytest.raises(ClientError) as raised:
+                transact(ddb, table, f"F#throttled-transaction{n}")
+            error = raised.value.response
+            seen.add((error["Error"]["Code"],
+                      tuple(sorted(reason["Code"] for reason in error.get("CancellationReasons", [])))))
+    assert ("TransactionCanceledException", ("None", "None", "ThrottlingError")) in seen
+    assert {code for code, _ in seen} == {"TransactionCanceledException", "ProvisionedThroughputExceededException",
+                                          "ThrottlingException"}
 
 
 def test_a_transaction_conflict_names_one_item_and_single_writes_are_not_conflicted(stack, ddb, table):
@@ -120,3 +133,18 @@ def test_the_environment_variable_turns_faults_on_at_start():
     assert AwsFaults.from_env({}).share == 0
     with pytest.raises(ValueError):
         AwsFaults.from_env({"LOCAL_AWS_FAULTS": "share=0.1,lightning=1"})
+
+
+def test_functions_operations_and_count_narrow_what_fails(stack, ddb, table):
+    stack.aws_faults.configure({"share": 1, "kinds": {"reset": 1}, "functions": ["SendSmsFunction"],
+                                "operations": ["dynamodb:PutItem"], "count": 1})
+    with acting_as("OrderWebhookFunction"):
+        put(ddb, table, "F#other-function")
+    with acting_as("SendSmsFunction"):
+        ddb.get_item(TableName=table, Key={"PK": {"S": "F#x"}, "SK": {"S": "1"}})     # another operation
+        with pytest.raises(ConnectionClosedError):
+            put(ddb, table, "F#counted")
+        put(ddb, table, "F#after-the-count")
+    assert written(ddb, table, "F#other-function") and written(ddb, table, "F#after-the-count")
+    assert stack.aws_faults.public()["counts"]["injected"] == 1
+    assert stack.aws_faults.public()["functions"] == ["SendSmsFunction"]
