@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit integration e2e lint checkov build bench reconcile clean venv
+.PHONY: run test unit integration e2e lint checkov build bench soak reconcile clean venv
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
@@ -66,6 +66,18 @@ build: $(SAMVENV)/.installed
 ## make bench: the figures of DESIGN.md (call counts and ratios)
 bench: venv
 	$(BIN)/python -m bench
+
+## make soak [SOAK_ORDERS=300] [SOAK_FAULT_SHARE=0.05] [SOAK_SEED=1] [SOAK_TIMEOUTS=4] [SOAK_WORKERS=8]:
+## orders, refunds, redemptions, reminders and replies through a local stack of its own while a share of
+## the functions' AWS calls and of the sends fail; exits 1 unless no point, message or reply was lost or doubled
+SOAK_ORDERS ?= 300
+SOAK_FAULT_SHARE ?= 0.05
+SOAK_SEED ?= 1
+SOAK_TIMEOUTS ?= 4
+SOAK_WORKERS ?= 8
+soak: venv
+	$(BIN)/python -m infra.local.soak --orders $(SOAK_ORDERS) --fault-share $(SOAK_FAULT_SHARE) \
+		--seed $(SOAK_SEED) --timeouts $(SOAK_TIMEOUTS) --workers $(SOAK_WORKERS)
 
 ## make reconcile: prove balance = entries = lots for every member (against $$AWS_ENDPOINT_URL or AWS)
 reconcile: venv

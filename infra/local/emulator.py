@@ -14,14 +14,17 @@ with AWS_ENDPOINT_URL pointing here. Three local adjustments, each for a reason:
   timeouts and message delays take 1/100 of their real time, so a failed message
   comes back in 0.6 s instead of a minute and a local run stays quick.
 
-And one addition: with `enforce(access)` (the local stack passes an iam.AccessControl)
+And two additions: with `enforce(access)` (the local stack passes an iam.AccessControl)
 every request is first checked against the calling function's IAM policies, and a
-refused one is answered with the service's AccessDenied without reaching moto.
+refused one is answered with the service's AccessDenied without reaching moto; with
+`inject(faults)` (aws_faults.AwsFaults, off unless asked) a share of the functions'
+requests is throttled, conflicted, reset or loses its answer, for soak tests.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -31,6 +34,8 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
 import requests
+
+from .aws_faults import AwsFaults, drop_connection
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +125,16 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         self._app.access = access
 
+    def inject(self, faults: AwsFaults | None) -> None:
+        """Let `faults` (aws_faults.AwsFaults) fail a share of the functions' requests; None: never."""
+        if self._app is None:
+            raise RuntimeError("the emulator is not running")
+        self._app.faults = faults
+
+    def sqs_sends(self) -> int:
+        """How many SQS SendMessage / SendMessageBatch requests have arrived so far."""
+        return self._app.sqs_sends if self._app is not None else 0
+
     def reset(self) -> None:
         """Forget every resource and item (moto's /moto-api/reset)."""
         requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
@@ -165,19 +180,37 @@ class SerializedApp:
         self._app = app
         self._lock = threading.Lock()
         self.access: Callable[[dict, bytes], Response | None] | None = None
+        self.faults: AwsFaults | None = None
+        self._sends = itertools.count()
+        self.sqs_sends = 0  # SQS SendMessage(Batch) requests seen: the schedules' "did it feed a queue?"
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = _read_body(environ)
+        if _is_sqs_send(environ, body):
+            self.sqs_sends = next(self._sends) + 1
         wait = _long_poll_seconds(environ, body)
         denied = self.access(environ, body) if self.access is not None else None
+        fault = self.faults.decide(environ, body) if self.faults is not None and denied is None else None
         if denied is not None:
             status, headers, payload = denied
+        elif fault is not None and fault.answer is not None:
+            status, headers, payload = fault.answer
+        elif fault is not None and fault.kind == "reset" and drop_connection(environ):
+            return self._dropped(start_response)
         elif wait is None:
             status, headers, payload = self._call(environ, body)
         else:
             status, headers, payload = self._long_poll(environ, body, wait)
+        if fault is not None and fault.kind == "timeout" and drop_connection(environ):
+            return self._dropped(start_response)
         start_response(status, headers)
         return [payload]
+
+    @staticmethod
+    def _dropped(start_response: Callable) -> Iterable[bytes]:
+        # The socket is shut: werkzeug's write fails as a dropped connection, quietly.
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
 
     def _call(self, environ: dict, body: bytes) -> Response:
         environ = dict(environ, **{"wsgi.input": io.BytesIO(body),
@@ -231,6 +264,15 @@ def _long_poll_seconds(environ: dict, body: bytes) -> float | None:
         if fields.get("Action") == "ReceiveMessage":
             return float(fields.get("WaitTimeSeconds") or 0)
     return None
+
+
+def _is_sqs_send(environ: dict, body: bytes) -> bool:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target in ("AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch")
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return False
+    return dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action") in ("SendMessage", "SendMessageBatch")
 
 
 def _with_wait_time_zero(environ: dict, body: bytes) -> bytes:

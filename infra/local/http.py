@@ -7,7 +7,10 @@ Routes come from two places and are matched the same way:
   `router.add(method, path, handler)`: the stack's own drain/health/schedules, and
   later the provider sandbox, without editing this module.
 
-A handler is any callable `(request, path_params) -> Response`.
+A handler is any callable `(request, path_params) -> Response`. An observer
+(`router.observe(callback)`) is told of every routed request, `callback(request,
+route)`, before its handler runs: the provider sandbox uses it to learn what a member
+wrote in a signed push to our webhooks, whoever posted it.
 
 Matching follows API Gateway: the most specific path wins (a literal segment beats
 {param}, which beats a greedy {proxy+}), then the method. What no route matches is
@@ -76,6 +79,7 @@ class Response:
 
 
 Handler = Callable[[Request, dict[str, str]], Response]
+Observer = Callable[[Request, "Route"], None]
 
 
 class NoRoute(Exception):
@@ -143,7 +147,24 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._observers: list[Observer] = []
         self._lock = threading.Lock()
+
+    def observe(self, observer: Observer) -> None:
+        """Call `observer(request, route)` for every request a route matches, before the
+        route's handler. An observer that raises is logged; the request goes on."""
+        with self._lock:
+            self._observers.append(observer)
+
+    def notify(self, request: Request, route: Route) -> None:
+        """Tell the observers of a routed request."""
+        with self._lock:
+            observers = list(self._observers)
+        for observer in observers:
+            try:
+                observer(request, route)
+            except Exception:
+                log.exception("an observer of %s %s failed", request.method, request.path)
 
     def add(self, method: str, path: str, handler: Handler, description: str = "",
             api_kind: str | None = None) -> Route:
@@ -255,6 +276,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             route, params = self.router.match(request.method, request.path)
         except NoRoute as exc:
             return self._send(exc.response)
+        self.router.notify(request, route)
         try:
             response = route.handler(request, params)
         except Exception:  # a broken control route must not take the server down

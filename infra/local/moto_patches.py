@@ -1,4 +1,6 @@
-"""A faster TransactWriteItems for the local emulator.
+"""Three speed-ups of moto for the local emulator, none changing what it answers.
+
+1. A faster TransactWriteItems.
 
 moto 5.2 snapshots a whole table (copy.deepcopy) once per item of every transaction, so a
 transaction on a table of 40,000 items takes seconds and concurrent ones time out. This
@@ -6,6 +8,19 @@ replacement keeps DynamoDB's semantics: every condition is checked against the s
 before the transaction; if any fails, nothing is written and the cancellation reasons come
 back in request order. Only the touched items are snapshotted, to undo a write that moto
 rejects half-way (a type error in an update expression).
+
+2. moto's server finds the service of every request with `list_of_moto_modules()`, which
+lists moto's package folder and stats each of its ~150 entries, twice per request: about
+2 ms of the 3 ms moto spends on a GetItem. The folder does not change while the process
+runs, so the list is read once.
+
+3. A Query reads what it asks for. moto's Table.query starts from `all_items()`, which
+sorts every item of the table, then keeps the query's partition: each Query costs
+O(n log n) in the table's size (a 9-query ReleaseDeferred run took 0.4 s once the e2e
+suite had filled the table). Here `all_items()` answers, for that one call, the
+partition's items (a base-table query) or the items whose index keys match (an index
+query, still a pass over the table but no sort of all of it), in the order moto's
+own would give them; moto does the rest as before.
 """
 from __future__ import annotations
 
@@ -90,4 +105,53 @@ def apply() -> None:
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items
+    _cache_module_list()
+    _query_the_partition()
     _applied = True
+
+
+def _cache_module_list() -> None:
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
+def _query_the_partition() -> None:
+    import inspect
+
+    from moto.dynamodb.models.table import Item, Table
+
+    original = Table.query
+    signature = inspect.signature(original)
+
+    def order(item: Item) -> Any:
+        return (item.hash_key, item.range_key) if item.range_key else item.hash_key
+
+    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        hash_key, index_name = bound.get("hash_key"), bound.get("index_name")
+        conditions = bound.get("hash_key_conditions") or []
+        if index_name is None and hash_key is not None:
+            partition = self.items.get(hash_key) if hash_key in self.items else None
+            if partition is None:
+                found = []
+            else:
+                found = list(partition.values()) if self.range_key_attr else [partition]
+        elif index_name is not None and conditions:
+            found = [item for hash_set in self.items.values()
+                     for item in (hash_set.values() if self.range_key_attr else [hash_set])
+                     if isinstance(item, Item) and all(_equal(item.attrs.get(name), value) for name, value in conditions)]
+        else:
+            return original(self, *args, **kwargs)
+        self.all_items = lambda: sorted(found, key=order)  # this call only: the instance attribute
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query
+
+
+def _equal(attribute: Any, value: Any) -> bool:
+    return attribute is not None and attribute == value  # DynamoType == None raises

@@ -14,24 +14,57 @@ Scheduler invokes Lambda asynchronously, and so does this: a run that raises is 
 again as Lambda would (EventInvokeConfig's MaximumRetryAttempts, default 2; at once here,
 not a minute or two later), then Lambda's invocation record goes to the function's
 OnFailure queue (if the template gives one), and the error is answered.
+
+Time passes as in AWS: when a run moves the clock forward, every enabled schedule of the
+template that would have fired meanwhile fires first (cron.py reads the expressions), so
+a reminder deferred to the 12:00 window goes out once a later run takes the clock past
+12:00, as the 15-minute release schedule would have sent it. What would have fired in
+(previous time, new time] runs oldest first, each at its own time (the clock follows),
+with the queues drained after each run that fed one; the requested function's own
+occurrence at the new time is the requested run. When more than `catch_up_limit`
+occurrences are due (LOCAL_SCHEDULE_CATCH_UP, 100 by default: a day of the 15-minute
+schedule and the daily ones; a year is 35,000), they collapse: each schedule fires once,
+at its latest occurrence, and the requested function's own missed ones are left to the
+requested run. A collapsed run is lossy where the function looks back only a little
+(the release schedule looks back two hours): the summary says "collapsed". Moving the
+clock back runs nothing. The answer's "caught_up" says what ran:
+
+    {"from": "<clock before>", "mode": "each" | "collapsed" | "none", "due": n, "ran": n,
+     "failed": n, "schedules": [{"function", "event", "expression", "due", "ran",
+     "failed", "runs": [{"time", "result" | "error"}]}]}
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .cron import ExpressionError, parse_expression
 from .emulator import emulator_client
 from .http import Request, Response
 from .runtime import FunctionRuntime
 from .template import FunctionSpec, ScheduleEvent, TemplateModel
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CATCH_UP_LIMIT = 100
+
+
+def catch_up_limit_from_env(environ: dict | None = None) -> int:
+    """LOCAL_SCHEDULE_CATCH_UP: up to how many missed occurrences run one by one."""
+    text = (environ if environ is not None else os.environ).get("LOCAL_SCHEDULE_CATCH_UP")
+    if not text:
+        return DEFAULT_CATCH_UP_LIMIT
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"LOCAL_SCHEDULE_CATCH_UP must be >= 0, got {text!r}")
+    return value
 
 
 class ScheduleError(Exception):
@@ -49,9 +82,9 @@ class SimulatedClock:
     the clock moves.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start: datetime | None = None) -> None:
         self._lock = threading.Lock()
-        self._time: datetime | None = None
+        self._time: datetime | None = start
         self._listeners: list[Callable[[datetime], None]] = []
 
     def now(self) -> datetime:
@@ -144,32 +177,112 @@ def scheduled_event(model: TemplateModel, event: ScheduleEvent, when: datetime,
 
 
 class ScheduleRunner:
-    """Runs a function's schedule at a given time, then drains the queues."""
+    """Runs a function's schedule at a given time, then drains the queues.
+
+    `queue_sends`, if given, counts the SQS sends the emulator has seen: a catch-up run
+    that sent nothing needs no drain (most of them: a 15-minute schedule finding nothing)."""
 
     def __init__(self, model: TemplateModel, runtime: FunctionRuntime,
-                 drain: Callable[[], dict], clock: SimulatedClock):
+                 drain: Callable[[], dict], clock: SimulatedClock,
+                 catch_up_limit: int | None = None, queue_sends: Callable[[], int] | None = None):
         self.model = model
         self.runtime = runtime
         self.drain = drain
         self.clock = clock
+        self.catch_up_limit = catch_up_limit if catch_up_limit is not None else catch_up_limit_from_env()
+        self.queue_sends = queue_sends
+        self._lock = threading.Lock()  # one run at a time: each reads and moves the clock
 
     def run(self, function_name: str, time_text: Any, event_name: str | None = None) -> dict:
-        """Run `function_name`'s schedule at `time_text`; the handler's exceptions
-        propagate. Answers {"function", "event", "time", "result", "queues",
-        "dead_letter", "drained"}."""
+        """Run `function_name`'s schedule at `time_text`, after what would have fired
+        since the clock's previous time; the handler's exceptions propagate. Answers
+        {"function", "event", "time", "result", "queues", "dead_letter", "drained",
+        "caught_up"}."""
         function = self.model.find_function(function_name)
         if function is None:
             raise ScheduleError(404, f"no function {function_name!r}; scheduled functions: "
                                      f"{', '.join(self.scheduled_functions()) or 'none'}")
         event = self._pick_event(function, event_name)
         when = parse_time(time_text, event.timezone)
-        self.clock.set(when)
-        payload = scheduled_event(self.model, event, when)
-        log.info("schedule %s.%s at %s", function.logical_id, event.name, iso_utc(when))
-        result = self._invoke_async(function, payload)
-        counts = self.drain()
+        with self._lock:
+            caught_up = self.catch_up(self.clock.now(), when, requested=(function.logical_id, event.name))
+            self.clock.set(when)
+            payload = scheduled_event(self.model, event, when)
+            log.info("schedule %s.%s at %s", function.logical_id, event.name, iso_utc(when))
+            result = self._invoke_async(function, payload)
+            counts = self.drain()
         return {"function": function.logical_id, "event": event.name, "time": iso_utc(when),
-                "result": result, **counts}
+                "result": result, **counts, "caught_up": caught_up}
+
+    # -- time passing
+    def catch_up(self, after: datetime, until: datetime, requested: tuple[str, str] | None = None) -> dict:
+        """Fire what the template's schedules would have fired in (after, until], oldest
+        first, leaving the `requested` (function, event) occurrence at `until` to the
+        caller; collapsed to one run per schedule past `catch_up_limit`. The summary."""
+        summary: dict[str, Any] = {"from": iso_utc(after), "mode": "none", "due": 0, "ran": 0, "failed": 0,
+                                   "schedules": []}
+        if until <= after:
+            return summary
+        plans = []
+        for function in self.model.functions.values():
+            for event in function.events_of(ScheduleEvent):
+                if not event.enabled:
+                    continue
+                entry = {"function": function.logical_id, "event": event.name, "expression": event.expression}
+                try:
+                    expression = parse_expression(event.expression, event.timezone)
+                except ExpressionError as exc:
+                    log.warning("%s.%s: %s; it does not catch up when the clock moves", function.logical_id,
+                                event.name, exc)
+                    summary["schedules"].append({**entry, "skipped": str(exc)})
+                    continue
+                own = requested == (function.logical_id, event.name)
+                due = expression.count(after, until, self.catch_up_limit + 1)
+                if own and expression.latest(after, until) == until:
+                    due -= 1  # the requested run is that occurrence
+                if due > 0:
+                    plans.append((function, event, expression, own,
+                                  {**entry, "due": due, "ran": 0, "failed": 0, "runs": []}))
+        total = sum(entry["due"] for *_, entry in plans)
+        if total == 0:
+            return summary
+        collapsed = total > self.catch_up_limit
+        runs = []
+        for order, (function, event, expression, own, entry) in enumerate(plans):
+            if collapsed:
+                if own:
+                    continue  # the requested run stands for its own missed occurrences
+                times = [expression.latest(after, until)]
+            else:
+                times = [t for t in expression.between(after, until) if not (own and t == until)]
+            runs += [(when, order, function, event, entry) for when in times]
+        runs.sort(key=lambda run: (run[0], run[1]))
+        for when, _, function, event, entry in runs:
+            self._fire(function, event, when, entry)
+        summary.update(mode="collapsed" if collapsed else "each", due=total,
+                       ran=sum(entry["ran"] for *_, entry in plans),
+                       failed=sum(entry["failed"] for *_, entry in plans),
+                       schedules=summary["schedules"] + [entry for *_, entry in plans])
+        if collapsed:
+            log.info("the clock jumped %s -> %s: %d occurrences due, each schedule fired once", iso_utc(after),
+                     iso_utc(until), total)
+        return summary
+
+    def _fire(self, function: FunctionSpec, event: ScheduleEvent, when: datetime, entry: dict) -> None:
+        """One missed occurrence, as Scheduler fires it: asynchronously (retries, then the
+        OnFailure queue); its work drained before the next one."""
+        self.clock.set(when)
+        sends = self.queue_sends() if self.queue_sends is not None else None
+        entry["ran"] += 1
+        log.info("schedule %s.%s at %s (catching up)", function.logical_id, event.name, iso_utc(when))
+        try:
+            result = self._invoke_async(function, scheduled_event(self.model, event, when))
+            entry["runs"].append({"time": iso_utc(when), "result": result})
+        except Exception as exc:
+            entry["failed"] += 1
+            entry["runs"].append({"time": iso_utc(when), "error": f"{type(exc).__name__}: {exc}"})
+        if sends is None or self.queue_sends() != sends:
+            self.drain()
 
     def _invoke_async(self, function: FunctionSpec, payload: Any) -> Any:
         """Lambda's asynchronous invocation: retries, then the OnFailure destination."""

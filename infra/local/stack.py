@@ -22,6 +22,7 @@ from typing import Protocol
 
 from .apigateway import LambdaProxyIntegration
 from .authorizer import LocalIssuer
+from .aws_faults import AwsFaults
 from .emulator import Emulator, time_scale_from_env
 from .http import HttpServer, Request, Response, Router
 from .iam import AccessControl
@@ -90,6 +91,7 @@ class LocalStack:
         self.schedules: ScheduleRunner | None = None
         self._http: HttpServer | None = None
         self.issuer: LocalIssuer | None = None
+        self.aws_faults: AwsFaults | None = None
         self._started_extensions: list[Extension] = []
 
     # -- addresses
@@ -129,10 +131,13 @@ class LocalStack:
         self.model = load_template(self.template_path, parameter_overrides=overrides,
                                    stack_name=self.stack_name, sqs_endpoint=self.emulator.url)
         self.emulator.enforce(AccessControl(self.model))  # each function's IAM policies, always
+        self.aws_faults = AwsFaults.from_env(region=self.model.region)  # off unless LOCAL_AWS_FAULTS says
+        self.emulator.inject(self.aws_faults)
         create_resources(self.model, self.emulator.url)
         self.runtime = FunctionRuntime(self.model, self.emulator.url).start()
         self.pollers = Pollers(self.model, self.runtime, self.emulator.url, time_scale=self.time_scale)
-        self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock)
+        self.schedules = ScheduleRunner(self.model, self.runtime, self.drain, self.clock,
+                                        queue_sends=self.emulator.sqs_sends)
         self.issuer = LocalIssuer(self.model)
         self._add_template_routes()
         self._add_control_routes()
@@ -220,6 +225,9 @@ class LocalStack:
         self.router.add("POST", "/_local/drain", self._handle_drain, "wait until the queues are empty")
         self.router.add("POST", "/_local/schedules/{function}", self.schedules.handle,
                         'run a schedule at {"time": "<ISO 8601>"}')
+        for method in ("GET", "POST", "DELETE"):
+            self.router.add(method, "/_local/aws-faults", self.aws_faults.handle,
+                            'faults in a share of the functions\' AWS calls: {"share", "seed", "kinds"}')
         self.router.add("POST", "/_local/token", self.issuer.handle_token,
                         'an access token: {"subject", "scopes", "expires_in"}')
         self.router.add("GET", "/_local/jwks.json", lambda request, params: Response.json(200, self.issuer.jwks()),

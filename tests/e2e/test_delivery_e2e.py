@@ -321,3 +321,48 @@ def test_a_burst_over_the_sms_rate_waits_for_the_limit_and_reaches_everyone(api)
         assert len(outbox(api, phone)) == 1
         [notice] = messages(api, member, kind="notice")
         assert "retrying" not in [h["status"] for h in notice["history"]]
+
+
+def signed_whatsapp_push(api, wa_id: str, text: str):
+    """What Meta posts when a member writes, signed with the app secret, posted to our
+    webhook directly (not through the sandbox's POST /_local/inbound)."""
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    import requests
+
+    raw = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "200000000000001", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001234", "phone_number_id": "100000000000001"},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": f"wamid.e2e{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
+                          "type": "text", "text": {"body": text}}]}}]}]}).encode()
+    signature = "sha256=" + hmac.new(b"local-whatsapp-secret", raw, hashlib.sha256).hexdigest()
+    return requests.post(api.base + "/webhooks/whatsapp", data=raw, timeout=30,
+                         headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature})
+
+
+def test_a_signed_push_to_our_webhook_opens_the_window_so_the_free_form_reply_goes_through(api, member):
+    # given a member who has never written on WhatsApp: outside the 24-hour window
+    phone, _ = new_member(api, member)
+    api.order(paid(member, f"o-{member}", 50000))
+    api.post("/_local/drain")
+    refused_before = api.get("/_local/sandbox/stats").json()["sends_refused"]["whatsapp"]
+
+    # when the member's POINTS arrives as Meta would post it, straight to our webhook
+    assert signed_whatsapp_push(api, phone.lstrip("+"), "POINTS").status_code == 200
+    api.post("/_local/drain")
+
+    # then the sandbox saw the message, and the free-form reply went out as text, no 131047
+    stats = api.get("/_local/sandbox/stats").json()
+    assert stats["member_messages_seen"]["whatsapp"] >= 1
+    assert stats["sends_refused"]["whatsapp"] == refused_before
+    replies = [m for m in outbox(api, phone) if m["kind"] == "text"]
+    assert len(replies) == 1 and "Your points: 520" in replies[0]["text"]
+    assert [m for m in outbox(api, phone) if m.get("template") == "points_balance"] == []
+    [reply] = messages(api, member, kind="reply")
+    assert reply["status"] in ("sent", "delivered", "read")
+    assert "fallback" not in [h["status"] for h in reply["history"]]

@@ -128,3 +128,29 @@ def test_a_los_angeles_member_is_told_the_day_their_points_expire_in_los_angeles
     [sent] = [m for m in api.get("/_local/outbox").json()
               if m["to"] == phone[1:] and m.get("template") == "points_expiring"]
     assert sent["variables"][:3] == ["Ana", "520", "28 Feb 2027"]
+
+
+def test_a_reminder_planned_at_night_goes_out_at_noon_once_a_later_run_passes_noon(api, member):
+    # given a reminder planned at 04:30, outside the send windows: deferred to 12:00
+    phone = setup_member(api, member)
+    expires, run = earn_due_on(api, member)
+    night = run.replace(hour=4, minute=30)
+    api.schedule("ReminderScanFunction", night.isoformat())
+    [message] = messages(api, member)
+    assert message["status"] == "deferred"
+
+    # when the next nightly expiry runs (00:05): nobody runs ReleaseDeferredFunction by hand
+    next_night = (night + timedelta(days=1)).replace(hour=0, minute=5)
+    answer = api.schedule("ExpiryScanFunction", next_night.isoformat())
+
+    # then the 15-minute release schedule fired meanwhile, as in AWS, and sent it at 12:00
+    [sent] = messages(api, member)
+    assert sent["status"] in ("sent", "delivered", "read"), sent
+    assert [h["status"] for h in sent["history"]][:3] == ["deferred", "queued", "sent"]
+    noon = night.replace(hour=12, minute=0).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    caught_up = answer["caught_up"]
+    assert caught_up["mode"] == "each" and caught_up["failed"] == 0
+    [release] = [s for s in caught_up["schedules"] if s["function"] == "ReleaseDeferredFunction"]
+    assert noon in [r["time"] for r in release["runs"] if r["result"]["released"] >= 1]
+    outbox = [m for m in api.get("/_local/outbox").json() if m["to"] == phone.lstrip("+")]
+    assert [m["template"] for m in outbox if m["template"] != "points_credited"] == ["points_expiring"]

@@ -380,3 +380,21 @@ def test_control_routes_can_be_added_while_serving(stack):
     stack.router.add("GET", "/_local/ping/{name}",
                      lambda request, params: Response.json(200, {"pong": params["name"]}))
     assert requests.get(f"{stack.api_url}/_local/ping/x", timeout=10).json() == {"pong": "x"}
+
+
+def test_observers_see_each_routed_request_before_its_handler_and_cannot_break_it():
+    from infra.local.http import HttpServer, Response, Router
+
+    router, seen = Router(), []
+    router.add("POST", "/webhooks/{name}", lambda request, params: Response.json(200, {"seen": list(seen)}))
+    router.observe(lambda request, route: seen.append((request.path, route.path, request.body.decode())))
+    router.observe(lambda request, route: 1 / 0)   # logged, and the request goes on
+    server = HttpServer(router, "127.0.0.1", 0).start()
+    try:
+        answer = requests.post(f"{server.url}/webhooks/whatsapp", data=b"raw", timeout=5)
+        missed = requests.post(f"{server.url}/elsewhere", data=b"x", timeout=5)
+    finally:
+        server.stop()
+    assert answer.status_code == 200
+    assert answer.json() == {"seen": [["/webhooks/whatsapp", "/webhooks/{name}", "raw"]]}
+    assert missed.status_code == 404 and len(seen) == 1   # unrouted requests are not observed

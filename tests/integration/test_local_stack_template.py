@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -409,7 +410,9 @@ def test_a_scheduled_run_that_keeps_raising_is_retried_then_lands_in_its_on_fail
     from infra.local.schedules import ScheduleRunner, SimulatedClock
 
     runtime = _RaisingRuntime(fresh_aws.url, failures=99)
-    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=SimulatedClock())
+    # the clock a minute before: no other schedule catches up in between
+    clock = SimulatedClock(start=datetime(2027, 2, 28, 16, 4, tzinfo=timezone.utc))
+    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=clock)
     with pytest.raises(RuntimeError, match="the table is not there"):
         runner.run("ExpiryScanFunction", "2027-03-01T00:05:00+08:00")
     assert runtime.calls == [("ExpiryScanFunction", {"time": "2027-02-28T16:05:00Z"})] * 3
@@ -425,6 +428,27 @@ def test_a_scheduled_run_that_succeeds_on_a_retry_leaves_nothing_behind(fresh_aw
     from infra.local.schedules import ScheduleRunner, SimulatedClock
 
     runtime = _RaisingRuntime(fresh_aws.url, failures=2)
-    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=SimulatedClock())
+    clock = SimulatedClock(start=datetime(2027, 3, 1, 11, 59, tzinfo=timezone.utc))
+    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=clock)
     assert runner.run("ReleaseDeferredFunction", "2027-03-01T12:00:00Z")["result"] == {"ok": True}
     assert len(runtime.calls) == 3 and _scheduled_runs_dlq(fresh_aws) == []
+
+
+def test_a_missed_run_that_raises_lands_in_its_on_failure_queue_and_the_requested_run_still_runs(fresh_aws):
+    from infra.local.schedules import ScheduleRunner, SimulatedClock
+
+    # given the clock at 23:59 (Shanghai) and the 00:05 expiry requested: the 15-minute
+    # release at 00:00 fires first, and raises on its 3 attempts
+    runtime = _RaisingRuntime(fresh_aws.url, failures=3)
+    clock = SimulatedClock(start=datetime(2027, 2, 28, 15, 59, tzinfo=timezone.utc))
+    runner = ScheduleRunner(fresh_aws.model, runtime, drain=dict, clock=clock)
+
+    answer = runner.run("ExpiryScanFunction", "2027-03-01T00:05:00+08:00")
+
+    assert answer["result"] == {"ok": True}
+    assert [call[0] for call in runtime.calls] == ["ReleaseDeferredFunction"] * 3 + ["ExpiryScanFunction"]
+    [release] = answer["caught_up"]["schedules"]
+    assert release["failed"] == 1 and release["runs"] == [
+        {"time": "2027-02-28T16:00:00Z", "error": "RuntimeError: the table is not there"}]
+    [record] = _scheduled_runs_dlq(fresh_aws)
+    assert record["requestPayload"] == {"time": "2027-02-28T16:00:00Z"}

@@ -362,6 +362,68 @@ def test_whatsapp_marketing_stop_arrives_as_a_user_preferences_webhook(api, rece
     assert whatsapp_send(api, whatsapp_text("85291234567")).json()["error"]["code"] == 131047  # no window
 
 
+def whatsapp_push(api, value, secret=WA_APP_SECRET):
+    """A webhook POST straight to our /webhooks/whatsapp, signed as Meta signs, not posted by the sandbox."""
+    raw = json.dumps({"object": "whatsapp_business_account",
+                      "entry": [{"id": "200000000000001", "changes": [{"field": "messages", "value": value}]}]}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return requests.post(f"{api}/webhooks/whatsapp", data=raw, timeout=5,
+                         headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature})
+
+
+def member_message(wa_id, text="POINTS"):
+    return {"messaging_product": "whatsapp", "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": f"wamid.{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
+                          "type": "text", "text": {"body": text}}]}
+
+
+def test_a_signed_push_posted_to_our_webhook_directly_opens_the_24_hour_window(stack, api, receivers):
+    stack.clock.set(datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc))
+    # a push Meta did not sign, and one of statuses only: no window
+    assert whatsapp_push(api, member_message("85291230001"), secret="not-the-app-secret").status_code == 200
+    assert whatsapp_push(api, {"messaging_product": "whatsapp", "statuses": [
+        {"id": "wamid.x", "status": "read", "timestamp": "1", "recipient_id": "85291230001"}]}).status_code == 200
+    assert whatsapp_send(api, whatsapp_text("85291230001")).json()["error"]["code"] == 131047
+    assert stats(api)["member_messages_seen"]["whatsapp"] == 0
+
+    # the member's message, signed with the app secret: the window opens for that number only
+    assert whatsapp_push(api, member_message("85291230001")).status_code == 200
+    assert len(receivers.on("/webhooks/whatsapp")) == 3           # our webhook got all three
+    assert whatsapp_send(api, whatsapp_text("85291230001")).status_code == 200
+    assert whatsapp_send(api, whatsapp_text("85291230002")).json()["error"]["code"] == 131047
+    assert stats(api)["member_messages_seen"]["whatsapp"] == 1
+    stack.clock.set(datetime(2026, 11, 24, 12, 0, 1, tzinfo=timezone.utc))
+    assert whatsapp_send(api, whatsapp_text("85291230001")).json()["error"]["code"] == 131047
+
+
+def test_signed_wechat_and_twilio_pushes_posted_directly_reach_the_providers_memory(api):
+    # WeChat: a member's text opens the 48-hour window for customer-service messages
+    token = wechat_token(api)["access_token"]
+    text = {"touser": "oDirect_member1", "msgtype": "text", "text": {"content": "您的积分 1250"}}
+    assert wechat_send(api, token, text, "custom/send")["errcode"] == 45015
+    timestamp, nonce = str(int(time.time())), "12345"
+    signature = hashlib.sha1("".join(sorted([WECHAT_TOKEN, timestamp, nonce])).encode()).hexdigest()
+    xml = ("<xml><ToUserName><![CDATA[gh_local00000001]]></ToUserName><FromUserName><![CDATA[oDirect_member1]]>"
+           "</FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+           "<Content><![CDATA[我的积分]]></Content><MsgId>1234567890123456</MsgId></xml>")
+    query = {"signature": signature, "timestamp": timestamp, "nonce": nonce, "openid": "oDirect_member1"}
+    assert requests.post(f"{api}/webhooks/wechat", params={**query, "signature": "0" * 40},
+                         data=xml.encode(), timeout=5).status_code == 200
+    assert wechat_send(api, token, text, "custom/send")["errcode"] == 45015   # badly signed: nothing learnt
+    assert requests.post(f"{api}/webhooks/wechat", params=query, data=xml.encode(), timeout=5).status_code == 200
+    assert wechat_send(api, token, text, "custom/send")["errcode"] == 0
+
+    # Twilio: a STOP it would have received opts the number out of further sends
+    form = [("From", "+85291230003"), ("To", TWILIO_FROM), ("Body", "STOP"), ("MessageSid", "SM" + "1" * 32)]
+    url = f"{api}/webhooks/twilio/inbound"
+    signed = url + "".join(k + v for k, v in sorted(form))
+    signature = base64.b64encode(hmac.new(TWILIO_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+    assert requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=5).status_code == 200
+    stopped = twilio_send(api, {"To": "+85291230003", "From": TWILIO_FROM, "Body": "hi"})
+    assert stopped.status_code == 400 and stopped.json()["code"] == 21610
+    assert stats(api)["member_messages_seen"] == {"whatsapp": 0, "wechat": 1, "twilio": 1, "aliyun": 0}
+
+
 # --- WeChat -----------------------------------------------------------------------------
 
 class SandboxWeChatClient:
@@ -562,6 +624,28 @@ def test_a_status_fault_fails_exactly_count_sends_in_the_providers_shape(api):
     counts = stats(api)
     assert counts["faults_injected"]["whatsapp"] == 2 and counts["faults_injected"]["twilio"] == 1
     assert counts["sends_accepted"]["whatsapp"] == 1 and len(outbox(api)) == 2
+
+
+def test_a_share_fault_fails_that_share_of_sends_repeatably_until_dropped(api):
+    fault(api, provider="whatsapp", status=503, share=0.5, seed=11)
+    fault(api, provider="whatsapp", status=429, share=1.0, to="85290000009")
+    first = [whatsapp_send(api, whatsapp_template()).status_code for _ in range(40)]
+    assert set(first) == {200, 503} and 10 < first.count(503) < 30
+    special = whatsapp_send(api, whatsapp_template(to="85290000009")).status_code   # the first fault draws first
+    assert special in (429, 503)
+    [half, always] = requests.get(f"{api}/_local/faults", timeout=5).json()
+    assert half["share"] == 0.5 and half["seed"] == 11 and half["remaining"] is None
+    assert half["hits"] == first.count(503) + (special == 503) and always["hits"] == (special == 429)
+    assert requests.delete(f"{api}/_local/faults", timeout=5).json() == {"cleared": 2}
+    assert whatsapp_send(api, whatsapp_template()).status_code == 200
+
+    fault(api, provider="whatsapp", status=503, share=0.5, seed=11)   # the same seed: the same draws
+    again = [whatsapp_send(api, whatsapp_template()).status_code for _ in range(40)]
+    assert again == first
+    for body in ({"share": 0}, {"share": 1.5}, {"share": 0.5, "count": 2}, {"seed": 3}):
+        refused = requests.post(f"{api}/_local/faults", json={"provider": "whatsapp", "status": 500, **body},
+                                timeout=5)
+        assert refused.status_code == 400, body
 
 
 def test_error_code_faults_answer_each_providers_error(api):

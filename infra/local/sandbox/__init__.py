@@ -11,7 +11,11 @@ against the real services, work against it with only a base URL changed:
 Each fake checks credentials as the provider does, validates the request, answers in
 the provider's shape, records what it accepted (GET /_local/outbox), posts signed
 receipts back to our webhooks from background threads, posts inbound messages on
-request (POST /_local/inbound), and fails on request (POST /_local/faults). See
+request (POST /_local/inbound), and fails on request (POST /_local/faults). What a
+member writes reaches the providers' memory (WhatsApp's 24-hour window, WeChat's 48-hour
+one and follow state, Twilio's STOP) also when a signed push is posted to our webhooks
+directly, by a test or a developer: the sandbox observes the local stack's routed
+requests (Router.observe) and checks each push's signature as our webhook would. See
 control.py for the control routes.
 
     with LocalStack() as stack:          # the sandbox is on by default
@@ -74,8 +78,19 @@ class ProviderSandbox:
         routes += ControlRoutes(sandbox, self.fakes).routes()
         for method, path, handler, description in routes:
             stack.router.add(method, path, handler, description)
+        stack.router.observe(self._observe)
         self.sandbox = sandbox
         sandbox.start()
+
+    def _observe(self, request, route) -> None:
+        """Every routed request: a signed push of members' messages to our webhooks,
+        however it got there, is what the provider would have seen first."""
+        if request.method != "POST" or not request.path.startswith("/webhooks/"):
+            return
+        for fake in self.fakes.values():
+            seen = fake.observe_webhook(request)
+            if seen:
+                self.sandbox.stats.add("member_messages_seen", fake.provider, seen)
 
     def stop(self) -> None:
         """Release held requests, stop posting receipts."""

@@ -117,6 +117,13 @@ class ProviderFake:
         of it); BadRequest if the body does not fit the channel."""
         raise NotImplementedError
 
+    def observe_webhook(self, request: Request) -> int:
+        """A request to one of our webhooks, seen before our handler: if it is this
+        provider's push of what members wrote, signed as the provider signs, remember
+        it as if the sandbox had posted it (the member wrote to the provider first);
+        how many member messages it held. Default: not this provider's, 0."""
+        return 0
+
     # -- the send pipeline
     def refuse(self, response: Response) -> Response:
         """Count a refused send and answer it."""

@@ -4,7 +4,8 @@
     DELETE /_local/outbox                            forget them
     GET    /_local/faults                            pending faults
     POST   /_local/faults                            {"provider", "status"|"error_code"|"timeout": true,
-                                                      "count"?, "to"?, "hold"?, "then"?}
+                                                      "count"?, "to"?, "hold"?, "then"?}, or instead of
+                                                      count {"share": 0.05, "seed"?}: each send, that chance
     DELETE /_local/faults                            drop them
     GET    /_local/sandbox/stats                     counters
     GET    /_local/sandbox/config                    settings, accounts and endpoints
@@ -96,7 +97,7 @@ class ControlRoutes:
     # -- settings and counters
     def stats(self, request: Request, params: dict[str, str]) -> Response:
         counts = self.sandbox.stats.snapshot()
-        counts["faults_pending"] = sum(f["remaining"] for f in self.sandbox.faults.pending())
+        counts["faults_pending"] = sum(f["remaining"] for f in self.sandbox.faults.pending() if f["remaining"])
         counts["outbox"] = len(self.sandbox.outbox)
         counts["receipts"] = {**self.sandbox.deliveries.counts("receipt"),
                               "queued": self.sandbox.receipts.pending()}
@@ -168,8 +169,10 @@ class ControlRoutes:
 
 
 def _answer(call, answer) -> dict:
+    # The headers (signature included) with the url and payload: what a provider posts
+    # again when our webhook fails, so a caller can retry exactly that push.
     result = {"status": answer.status, "body": answer.body, "url": call.url,
-              "payload": call.body.decode("utf-8", "replace")}
+              "payload": call.body.decode("utf-8", "replace"), "headers": dict(call.headers)}
     if answer.error:
         result["error"] = answer.error
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -261,24 +262,32 @@ class Outbox:
 
 @dataclass
 class Fault:
-    """The next `remaining` sends to `provider` (and to `to`, if given) fail so."""
+    """The next `remaining` sends to `provider` (and to `to`, if given) fail so; with
+    `share`, each matching send fails so with that probability, until the fault is
+    dropped (DELETE /_local/faults)."""
 
     id: int
     provider: str
     kind: str                       # status | error_code | timeout
-    count: int
-    remaining: int
+    count: int | None
+    remaining: int | None
     to: str | None = None
     status: int | None = None       # HTTP status (kind status; optional for error_code)
     error_code: int | str | None = None
     hold: float | None = None       # timeout: seconds, None = the configured timeout_hold
     then: str = "error"             # timeout: "error" (a 504 after the hold) or "accept"
     created_at: str = ""
+    share: float | None = None      # probabilistic: the chance that a matching send fails
+    seed: int | None = None
+    hits: int = 0                   # sends it failed (probabilistic faults)
+    draws: random.Random | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict:
         """The fault as JSON (only the fields its kind uses)."""
         data = {"id": self.id, "provider": self.provider, "kind": self.kind, "count": self.count,
                 "remaining": self.remaining, "to": self.to, "created_at": self.created_at}
+        if self.share is not None:
+            data.update(share=self.share, seed=self.seed, hits=self.hits)
         if self.kind == "status":
             data["status"] = self.status
         elif self.kind == "error_code":
@@ -322,8 +331,17 @@ class Faults:
         code = body.get("error_code")
         if code is not None and (isinstance(code, bool) or not isinstance(code, (int, str)) or code == ""):
             problems.append("error_code must be the provider's code (a number, or a string for Aliyun)")
-        count = body.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        share = body.get("share")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not 0 < share <= 1):
+            problems.append("share must be a probability, more than 0 and at most 1")
+        if share is not None and "count" in body:
+            problems.append("give count (the next sends) or share (a chance for every send), not both")
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or share is None):
+            problems.append("seed must be an integer, with share")
+        count = body.get("count", 1) if share is None else None
+        if share is None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
             problems.append("count must be an integer >= 1")
         to = body.get("to")
         if to is not None and (not isinstance(to, str) or not to.strip()):
@@ -334,7 +352,8 @@ class Faults:
         then = body.get("then", "error")
         if then not in ("error", "accept"):
             problems.append('then must be "error" (answer 504 after the hold) or "accept" (go on and send)')
-        unknown = set(body) - {"provider", "status", "error_code", "timeout", "count", "to", "hold", "then"}
+        unknown = set(body) - {"provider", "status", "error_code", "timeout", "count", "to", "hold", "then",
+                               "share", "seed"}
         if unknown:
             problems.append(f"unknown field(s): {', '.join(sorted(unknown))}")
         if problems:
@@ -342,15 +361,22 @@ class Faults:
         with self._lock:
             fault = Fault(id=next(self._ids), provider=provider, kind=kinds[0], count=count, remaining=count,
                           to=to.strip().lstrip("+") if to else None, status=status, error_code=code,
-                          hold=hold, then=then, created_at=iso_utc(now))
+                          hold=hold, then=then, created_at=iso_utc(now), share=share, seed=seed,
+                          draws=random.Random(seed) if share is not None else None)
             self._faults.append(fault)
             return fault
 
     def take(self, provider: str, recipients: list[str]) -> Fault | None:
-        """Consume one use of the first fault that matches a send; None if none does."""
+        """Consume one use of the first fault that matches a send (a probabilistic one
+        matches when its draw says so); None if none does."""
         with self._lock:
             for fault in self._faults:
                 if fault.provider == provider and (fault.to is None or fault.to in recipients):
+                    if fault.share is not None:
+                        if fault.draws.random() >= fault.share:
+                            continue
+                        fault.hits += 1
+                        return copy.copy(fault)
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
@@ -374,7 +400,7 @@ class Stats:
     """Counters by section and key: stats.add("sends_accepted", "whatsapp")."""
 
     SECTIONS = ("sends_accepted", "sends_refused", "faults_injected", "wechat_token_fetches",
-                "wechat_token_refusals", "inbound")
+                "wechat_token_refusals", "inbound", "member_messages_seen")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -396,7 +422,7 @@ class Stats:
         """Every counter back to zero (the per-provider ones listed)."""
         with self._lock:
             self._counts = {section: {} for section in self.SECTIONS}
-            for section in ("sends_accepted", "sends_refused", "faults_injected", "inbound"):
+            for section in ("sends_accepted", "sends_refused", "faults_injected", "inbound", "member_messages_seen"):
                 self._counts[section] = {provider: 0 for provider in PROVIDERS}
 
 

@@ -201,19 +201,46 @@ class TwilioFake(ProviderFake):
                   ("AccountSid", self.accounts.twilio_account_sid), ("From", sender), ("ApiVersion", "2010-04-01")]
         if to.startswith("MG"):
             params.append(("MessagingServiceSid", to))
-        keyword = text.strip().upper()
         digits = sender.lstrip("+")
-        with self.sandbox.memory.lock:  # Twilio's Advanced Opt-Out on the default keywords
-            if keyword in _STOP:
-                self.sandbox.memory.twilio_opted_out.add(digits)
-                params.append(("OptOutType", "STOP"))
-            elif keyword in _START:
-                self.sandbox.memory.twilio_opted_out.discard(digits)
-                params.append(("OptOutType", "START"))
-            elif keyword in _HELP:
-                params.append(("OptOutType", "HELP"))
+        opt_out_type = self._member_wrote(digits, text)
+        if opt_out_type:
+            params.append(("OptOutType", opt_out_type))
         return self._call("inbound", f"{self.accounts.public_base_url}/webhooks/twilio/inbound", params,
                           {"from": digits, "message_id": sid})
+
+    def _member_wrote(self, digits: str, text: str) -> str | None:
+        """Twilio's Advanced Opt-Out on the default keywords: STOP, START or HELP (the
+        OptOutType it adds to the webhook), None for any other text."""
+        keyword = text.strip().upper()
+        with self.sandbox.memory.lock:
+            if keyword in _STOP:
+                self.sandbox.memory.twilio_opted_out.add(digits)
+                return "STOP"
+            if keyword in _START:
+                self.sandbox.memory.twilio_opted_out.discard(digits)
+                return "START"
+        return "HELP" if keyword in _HELP else None
+
+    def observe_webhook(self, request: Request) -> int:
+        """A message posted to our POST /webhooks/twilio/inbound with X-Twilio-Signature
+        over the URL as configured (PublicBaseUrl + path + query) and the form, as
+        Twilio signs: a STOP or START in it is what Twilio would have acted on."""
+        if request.path.rstrip("/") != "/webhooks/twilio/inbound":
+            return 0
+        try:
+            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return 0
+        url = self.accounts.public_base_url + request.path + (f"?{request.raw_query}" if request.raw_query else "")
+        if not equal(request.header("X-Twilio-Signature") or "", twilio_signature(url, params,
+                                                                                   self.accounts.twilio_auth_token)):
+            return 0
+        form = dict(params)
+        sender = form.get("From", "").lstrip("+")
+        if not sender or "Body" not in form:
+            return 0
+        self._member_wrote(sender, form["Body"])
+        return 1
 
     def _call(self, kind: str, url: str, params: list[tuple[str, str]], about: dict) -> WebhookCall:
         raw = urlencode(params).encode("utf-8")

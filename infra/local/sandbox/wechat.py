@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
+from xml.etree import ElementTree
 
 from ..http import Request, Response
 from .base import ProviderFake, Route, nonce_digits, unix_seconds
@@ -277,29 +278,56 @@ class WeChatFake(ProviderFake):
         if not _OPENID.match(openid):
             raise BadRequest("from must be the member's OpenID")
         now = self.sandbox.now()
-        memory = self.sandbox.memory
         fields: list = [("ToUserName", WECHAT_ORIGINAL_ID), ("FromUserName", openid),
                         ("CreateTime", unix_seconds(now))]
         if body.get("event"):
             event = str(body["event"])
             fields += [("MsgType", "event"), ("Event", event), ("EventKey", str(body.get("event_key") or ""))]
-            with memory.lock:
-                if event == "unsubscribe":
-                    memory.wechat_unfollowed.add(openid)
-                else:
-                    if event == "subscribe":
-                        memory.wechat_unfollowed.discard(openid)
-                    memory.wechat_last_interaction[openid] = now
+            self._member_acted(openid, event, now)
             about = {"from": openid, "event": event}
         elif isinstance(body.get("text"), str):
             message_id = secrets.randbelow(9 * 10 ** 16) + 10 ** 16
             fields += [("MsgType", "text"), ("Content", body["text"]), ("MsgId", message_id)]
-            with memory.lock:
-                memory.wechat_last_interaction[openid] = now
+            self._member_acted(openid, None, now)
             about = {"from": openid, "message_id": message_id}
         else:
             raise BadRequest('a WeChat inbound needs "text" or "event" (subscribe, unsubscribe, ...)')
         return self._call("inbound", openid, fields, about)
+
+    def _member_acted(self, openid: str, event: str | None, when: datetime) -> None:
+        """A message (event None) or an event from the member: unfollowing closes the
+        account to them, anything else opens the 48-hour customer-service window."""
+        memory = self.sandbox.memory
+        with memory.lock:
+            if event == "unsubscribe":
+                memory.wechat_unfollowed.add(openid)
+                return
+            if event == "subscribe":
+                memory.wechat_unfollowed.discard(openid)
+            memory.wechat_last_interaction[openid] = when
+
+    def observe_webhook(self, request: Request) -> int:
+        """A push to our POST /webhooks/wechat signed with the token as WeChat signs (the
+        query's signature over token, timestamp and nonce): a message or event from a
+        member counts as if the sandbox had posted it. Plaintext mode only."""
+        if request.path.rstrip("/") != "/webhooks/wechat":
+            return 0
+        query = dict(request.query)
+        expected = wechat_signature(self.accounts.wechat_token, query.get("timestamp", ""), query.get("nonce", ""))
+        if not equal(query.get("signature", ""), expected):
+            return 0
+        try:
+            root = ElementTree.fromstring(request.body)
+        except ElementTree.ParseError:
+            return 0
+        openid, kind = (root.findtext("FromUserName") or "").strip(), (root.findtext("MsgType") or "").strip()
+        if not openid or not kind:
+            return 0
+        event = (root.findtext("Event") or "").strip() if kind == "event" else None
+        if event in ("TEMPLATESENDJOBFINISH", "subscribe_msg_sent_event"):
+            return 0  # the platform's receipts, not something the member did
+        self._member_acted(openid, event, self.sandbox.now())
+        return 1
 
     def _call(self, kind: str, openid: str, fields: list, about: dict) -> WebhookCall:
         timestamp = str(int(time.time()))  # signature freshness is real time, whatever the local clock says

@@ -6,7 +6,8 @@
     -> {"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id": "wamid..."}]}
 
 Free-form text only inside the 24-hour window opened by the member's last message
-(injected with POST /_local/inbound); outside it: HTTP 400, code 131047. Receipts:
+(injected with POST /_local/inbound, or a signed push posted to our POST
+/webhooks/whatsapp directly); outside it: HTTP 400, code 131047. Receipts:
 statuses "sent" then "delivered" to POST {PublicBaseUrl}/webhooks/whatsapp, signed
 X-Hub-Signature-256 over the exact body, carrying biz_opaque_callback_data.
 """
@@ -292,12 +293,34 @@ class WhatsAppFake(ProviderFake):
             message.update(type="text", text={"body": body["text"]})
         else:
             raise BadRequest('a WhatsApp inbound needs "text", "button": {"payload", "text"} or "preference"')
-        with self.sandbox.memory.lock:  # the member wrote: the 24-hour window opens
-            self.sandbox.memory.whatsapp_last_inbound[wa_id] = now
+        self._member_wrote([wa_id], now)
         value = {"messaging_product": "whatsapp", "metadata": self._metadata(), "contacts": [contact],
                  "messages": [message]}
         return self._call("inbound", "messages", value,
                           {"from": wa_id, "message_id": message["id"], "type": message["type"]})
+
+    def _member_wrote(self, wa_ids: list[str], when) -> None:
+        with self.sandbox.memory.lock:  # the member wrote: the 24-hour window opens
+            for wa_id in wa_ids:
+                self.sandbox.memory.whatsapp_last_inbound[wa_id] = when
+
+    def observe_webhook(self, request: Request) -> int:
+        """A push to our POST /webhooks/whatsapp, signed with the app secret as Meta signs
+        (X-Hub-Signature-256 over the raw body): each member who wrote in it (`messages`,
+        not `statuses`) has opened the 24-hour window, from now."""
+        if request.path.rstrip("/") != "/webhooks/whatsapp":
+            return 0
+        signature = request.header("X-Hub-Signature-256") or ""
+        if not equal(signature, whatsapp_signature(request.body, self.accounts.whatsapp_app_secret)):
+            return 0
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            return 0
+        senders = [str(message["from"]).lstrip("+") for message in _pushed_messages(payload)
+                   if isinstance(message, dict) and message.get("from")]
+        self._member_wrote(senders, self.sandbox.now())
+        return len(senders)
 
     def _metadata(self) -> dict:
         return {"display_phone_number": WHATSAPP_DISPLAY_PHONE_NUMBER,
@@ -312,6 +335,19 @@ class WhatsAppFake(ProviderFake):
                    ("X-Hub-Signature-256", whatsapp_signature(raw, self.accounts.whatsapp_app_secret))]
         return WebhookCall(self.provider, kind, f"{self.accounts.public_base_url}/webhooks/whatsapp", raw, headers,
                            about)
+
+
+def _pushed_messages(payload: object) -> list:
+    """value.messages of every change of a webhook payload, whatever else it holds."""
+    if not isinstance(payload, dict):
+        return []
+    found = []
+    for entry in payload.get("entry") or []:
+        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            messages = value.get("messages") if isinstance(value, dict) else None
+            found += messages if isinstance(messages, list) else []
+    return found
 
 
 def _check_parameter(parameter: object, where: str) -> None:
