@@ -80,7 +80,6 @@ def faults_off(api):
     api.http.delete(api.base + "/_local/aws-faults", timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason=TRANSACT_SWALLOWED)
 def test_a_notice_is_not_lost_when_its_record_write_meets_a_transaction_conflict(api, member, faults_off):
     phone, _ = new_member(api, member)
     one_fault(api, "DispatcherFunction", "dynamodb:TransactWriteItems", "conflict")
@@ -91,7 +90,6 @@ def test_a_notice_is_not_lost_when_its_record_write_meets_a_transaction_conflict
     assert notice["status"] in ("sent", "delivered", "read")
 
 
-@pytest.mark.xfail(strict=True, reason=TRANSACT_SWALLOWED)
 def test_a_sent_wechat_notice_is_marked_sent_when_mark_sent_meets_a_transaction_conflict(api, member, faults_off):
     _, openid = new_member(api, member, channels=("wechat",))
     one_fault(api, "SendWeChatFunction", "dynamodb:TransactWriteItems", "conflict")
