@@ -53,7 +53,7 @@ from .template import FunctionSpec, ScheduleEvent, TemplateModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CATCH_UP_LIMIT = 500  # a day of the 5- and 15-minute sweeps runs one by one
+DEFAULT_CATCH_UP_LIMIT = 100
 
 
 def catch_up_limit_from_env(environ: dict | None = None) -> int:
