@@ -158,6 +158,7 @@ def test_my_points_from_a_member_whose_points_buy_nothing_reaches_them_as_the_te
     phone = "+852" + str(uuid.uuid4().int)[:8]
     member_with_phone(api, member, phone)
     api.order(paid(member, f"o-{member}", 1000))                    # 10 points: nothing is that cheap
+    api.post("/_local/drain")                                       # its notice is out before the fault
     # The member's message opens the window; Meta refuses the free-form answer all the same
     # (131047, as when the window closed before the answer left), so it goes as the template.
     assert api.post("/_local/faults", {"provider": "whatsapp", "error_code": 131047, "count": 1}).ok
@@ -176,6 +177,7 @@ def test_a_reply_whose_template_whatsapp_refuses_comes_by_sms(api, member):
     api.put(f"/members/{member}/consents/sms",
             {"status": "opted_in", "source": "checkout_checkbox", "at": "2026-01-01T00:00:00+08:00"})
     api.order(paid(member, f"o-{member}", 150000))
+    api.post("/_local/drain")                                       # its notice is out before the fault
     # Meta approved points_balance with two body parameters; our rules send three: 132000.
     declared = api.post("/_local/sandbox/config", {"templates": {"whatsapp": {"points_balance": {
         "body_parameters": 2}}}})
