@@ -32,7 +32,8 @@ CLAIM_NOT_IDEMPOTENT = (
     "the wall-clock lease ends, every receive is spent, and the message lands in the DLQ while its record still "
     "says 'sending' (dead-lettered, not visible)")
 KNOWN = {"stuck-sending-unsent": CLAIM_NOT_IDEMPOTENT, "stuck-sending": CLAIM_NOT_IDEMPOTENT,
-         "stuck-sending-sent": TRANSACT_SWALLOWED, "lost": TRANSACT_SWALLOWED, "reply-lost": TRANSACT_SWALLOWED}
+         "stuck-sending-sent": TRANSACT_SWALLOWED, "lost": TRANSACT_SWALLOWED, "reply-lost": TRANSACT_SWALLOWED,
+         "reply-unrecorded": TRANSACT_SWALLOWED}
 
 
 @pytest.fixture(scope="module")
