@@ -2,12 +2,11 @@
 bugs it found, each reproduced on its own with one targeted fault.
 
 The short run starts a stack of its own (faults in one stack must not disturb the
-others' tests) with a fixed seed and small counts. Its points and reconcile invariants
-must hold. The message and reply invariants must hold too, except for the signatures of
-the known messaging-store bugs below: those make the run xfail, naming them. Which faults
-land where depends on the order in which concurrent requests reach the emulator, so a
-short run may or may not meet a known bug; the reproductions below meet them every time
-(xfail strict: they fail while the bug is there, and CI says so the day it is fixed).
+others' tests) with a fixed seed and small counts; every invariant must hold. Which
+faults land where depends on the order in which concurrent requests reach the emulator,
+so a short run may or may not meet a given bug; the reproductions below meet theirs
+every time: the two messaging-store bugs the soak found (a transaction cancelled by a
+conflict read as "exists already"; a claim whose answer was lost waiting out its own lease).
 """
 import time
 
@@ -18,23 +17,6 @@ from tests.e2e.conftest import paid
 from tests.e2e.test_delivery_e2e import new_member, outbox
 from tests.e2e.test_reminders_e2e import messages
 
-TRANSACT_SWALLOWED = (
-    "bug: MessagingDynamo._transact (layers/common/loyalty/adapters/messaging_dynamo.py) returns False for every "
-    "TransactionCanceledException, whatever its CancellationReasons say, and its callers read False as 'the "
-    "condition failed': create_message takes a TransactionConflict or ThrottlingError for 'this message exists "
-    "already' (the dispatcher and the replies drop the message: lost, no record), mark_sent ignores it (a sent "
-    "message stays 'sending' without its provider id; on WeChat no receipt can find it again)")
-CLAIM_NOT_IDEMPOTENT = (
-    "bug: MessagingDynamo.claim is not idempotent under the SDK's own retry: when the answer of the claim's "
-    "UpdateItem is lost after it was applied, botocore sends it again, the condition fails on the claim's own "
-    "lease and the sender waits that lease out as if another sender held it (RetryLater, 2 minutes and 2 of the "
-    "6 receives in AWS); on the local stack's 0.01 time scale the queue brings the message back 100x sooner than "
-    "the wall-clock lease ends, every receive is spent, and the message lands in the DLQ while its record still "
-    "says 'sending' (dead-lettered, not visible)")
-KNOWN = {"stuck-sending-unsent": CLAIM_NOT_IDEMPOTENT, "stuck-sending": CLAIM_NOT_IDEMPOTENT,
-         "stuck-sending-sent": TRANSACT_SWALLOWED, "lost": TRANSACT_SWALLOWED, "reply-lost": TRANSACT_SWALLOWED,
-         "reply-unrecorded": TRANSACT_SWALLOWED}
-
 
 @pytest.fixture(scope="module")
 def soak():
@@ -42,10 +24,6 @@ def soak():
                       out=lambda line: None)
     print_report(report)
     return report
-
-
-def tag(problem: str) -> str:
-    return problem[1:problem.index("]")] if problem.startswith("[") else "untagged"
 
 
 def test_the_short_soak_loses_and_doubles_no_points(soak):
@@ -58,11 +36,8 @@ def test_the_short_soak_loses_and_doubles_no_points(soak):
 
 
 def test_the_short_soak_sends_each_message_once_and_answers_each_keyword(soak):
-    found = soak.problems.get("messages", []) + soak.problems.get("replies", [])
-    unknown = [problem for problem in found if tag(problem) not in KNOWN]
-    assert unknown == []
-    if found:
-        pytest.xfail("known bugs only: " + "; ".join(sorted({KNOWN[tag(p)] for p in found})))
+    assert soak.problems.get("messages", []) == []
+    assert soak.problems.get("replies", []) == []
 
 
 # --- the bugs, one fault each ----------------------------------------------------------------
@@ -102,7 +77,6 @@ def test_a_sent_wechat_notice_is_marked_sent_when_mark_sent_meets_a_transaction_
     assert notice["status"] in ("sent", "delivered", "read")  # today: "sending", for good
 
 
-@pytest.mark.xfail(strict=True, reason=CLAIM_NOT_IDEMPOTENT)
 def test_a_claim_whose_answer_was_lost_still_sends_the_message(api, member, faults_off):
     phone, _ = new_member(api, member)
     one_fault(api, "SendWhatsAppFunction", "dynamodb:UpdateItem", "timeout")

@@ -58,6 +58,7 @@ class MessageItem(TableItem):
     history = ListAttribute(default=list)       # [[status, ISO time, detail], ...]
     extra = JsonText(default=dict)
     lease_until = UnicodeAttribute(default="")   # utc_key of the claim's lease, "" before any
+    claim_token = UnicodeAttribute(null=True)   # which claim call holds the lease (its retry knows itself)
     channel = UnicodeAttribute(null=True)
     to = UnicodeAttribute(null=True)
     provider = UnicodeAttribute(null=True)

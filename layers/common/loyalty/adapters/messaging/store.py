@@ -13,6 +13,7 @@ items still built by the models (get_update_kwargs_from_instance, ...), none by 
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -175,8 +176,11 @@ class DynamoMessagingStore:
     def claim(self, message_id: str, channel: str, now: datetime,
               lease_s: int = 120) -> OutboxRecord | ClaimRefused:
         m = self.m.message
+        # The token names this call: when its answer is lost after DynamoDB applied it, the
+        # SDK's retry fails the condition on this very lease, and the old item shows the token.
+        token = uuid.uuid4().hex
         update = m(*message_key(message_id)).get_update_kwargs_from_instance(
-            actions=[m.status.set("sending"), m.rank_.set(RANK["sending"]),
+            actions=[m.status.set("sending"), m.rank_.set(RANK["sending"]), m.claim_token.set(token),
                      m.lease_until.set(utc_key(now + timedelta(seconds=lease_s))), m.attempts.set(m.attempts + 1)],
             condition=(m.channel == channel) & (m.status.is_in("queued", "dead_lettered")
                                                 | ((m.status == "sending") & (m.lease_until < utc_key(now)))),
@@ -190,7 +194,10 @@ class DynamoMessagingStore:
             old = exc.response.get("Item")
             if not old:
                 return ClaimRefused(status="missing", channel=None)
-            shown = outbox_record(m.from_raw_data(old))
+            item = m.from_raw_data(old)
+            shown = outbox_record(item)
+            if item.status == "sending" and item.claim_token == token:
+                return shown                  # our own claim, applied before its answer was lost
             return ClaimRefused(status=shown.status, channel=shown.channel, lease_until=shown.lease_until)
         return outbox_record(m.from_raw_data(answer["Attributes"]))
 
