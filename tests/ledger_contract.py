@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from loyalty.domain import parse_time
-from loyalty.errors import Conflict, Invalid, NotFound
+from loyalty.errors import ConcurrentUpdate, Conflict, Invalid, NotFound
 from loyalty.rules import build_rules
 from loyalty.services.adjustments import adjust_points
 from loyalty.services.expiry import expire_due_lots
@@ -527,3 +527,32 @@ def test_a_night_run_for_a_time_before_the_members_newest_entry_reads_the_member
     assert balance(store) == 5
     assert [e["type"] for e in ledger_page(store, "m1", None, 10)["entries"]] == ["EXPIRE", "ADJUST", "EARN"]
     assert_reconciled(store)
+
+
+# --- the engagement state, written with the account ------------------------------------
+
+def test_the_engagement_state_is_written_with_the_account_and_kept_by_blind_writes(store):
+    from dataclasses import replace as _replace
+
+    from loyalty.engagement.state import DayCounter, Engagement, Progress, TierState
+    from loyalty.records import Change
+    handle_order_event(store, RULES, paid("e1", "o1", 10000), T0)
+    account = store.load_account("m1", with_lots=False)
+    assert account.engagement == Engagement()
+    state = Engagement(counter=DayCounter(day="2026-03-10", points=35, recent=("2026-03-10T02:00:00.000000Z",)),
+                       progress=Progress(orders_paid=1, rewarded=("first_order",), badges=("vip",), referrer="m9"),
+                       tier=TierState(name="silver", qualifying=(("2026-03-10", 120),), review_on="2026-06-08"),
+                       pending=50)
+    store.commit(Change(member_id="m1", expected_version=account.version, engagement=state))
+    assert store.load_account("m1", with_lots=False).engagement == state
+    assert store.load_account("m1").engagement == state
+    with pytest.raises(ConcurrentUpdate):   # under the account's version, like the points
+        store.commit(Change(member_id="m1", expected_version=account.version, engagement=Engagement()))
+    expire(store, T0 + timedelta(days=400))  # a blind write (no version) leaves it alone
+    assert store.load_account("m1").engagement == state
+    cleared = store.load_account("m1", with_lots=False)
+    store.commit(Change(member_id="m1", expected_version=cleared.version, engagement=Engagement()))
+    assert store.load_account("m1", with_lots=False).engagement == Engagement()
+    assert "pending" not in _replace(state, pending=0).to_document()   # only what is set is stored
+    with pytest.raises(ValueError):
+        Change(member_id="m1", expected_version=None, engagement=state)

@@ -9,6 +9,10 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engagement.state import Engagement
 
 
 class EntryType(str, Enum):
@@ -63,6 +67,12 @@ class Account:
     version: int = 0
     last_tx: datetime | None = None
     lots: tuple[Lot, ...] = ()
+    engagement: "Engagement" = None   # loyalty.engagement.state.Engagement; an empty one when None given
+
+    def __post_init__(self):
+        if self.engagement is None:
+            from .engagement.state import Engagement
+            object.__setattr__(self, "engagement", Engagement())
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from .domain import LedgerEntry, LotWrite
 
 if TYPE_CHECKING:
     from .domain import Account
+    from .engagement.state import Engagement
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ class Change:
     redemption_expected_status: str | None = None   # None: must not exist yet
     stock: StockMove | None = None
     touches_account: bool = True
+    # The member's new engagement state (loyalty.engagement.state), written with the account
+    # under its version check: only with an expected_version (a change planned on a read).
+    engagement: "Engagement | None" = None
+
+    def __post_init__(self):
+        if self.engagement is not None and (self.expected_version is None or not self.touches_account):
+            raise ValueError("the engagement state is written only with the account it was read with")
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class MemoryAccountStore:
         account = self.accounts.get(member, Account(member_id=member))
         self.accounts[member] = replace(account, balance=account.balance + change.balance_delta,
                                         debt=account.debt + change.debt_delta, version=account.version + 1,
-                                        last_tx=change.last_tx or account.last_tx)
+                                        last_tx=change.last_tx or account.last_tx,
+                                        engagement=change.engagement or account.engagement)
         lots = self.lots.setdefault(member, {})
         for write in change.lots:
             if write.new:

@@ -171,6 +171,9 @@ class DynamoAccountStore:
                    member.version.add(1), member.member_id.set(change.member_id)]
         if change.last_tx is not None:
             actions.append(member.last_tx.set(change.last_tx))
+        if change.engagement is not None:
+            document = change.engagement.to_document()
+            actions.append(member.engagement.set(document) if document else member.engagement.remove())
         if change.expected_version is None:   # no read: only after the member's newest entry
             condition = member.last_tx.does_not_exist() | (member.last_tx < change.last_tx)
         elif change.expected_version == 0:

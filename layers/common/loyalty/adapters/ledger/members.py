@@ -26,6 +26,7 @@ class MemberItem(LedgerModel):
     debt = NumberAttribute(null=True)
     version = NumberAttribute(null=True)
     last_tx = UtcKeyTime(null=True)   # the member's newest entry: a blind write must come after it
+    engagement = JsonText(null=True)  # loyalty.engagement.state.Engagement.to_document()
     profile = JsonText(null=True)
 
 
@@ -42,8 +43,10 @@ def alias_pk(kind: str, value: str) -> str:
 def account_of(member_id: str, item: MemberItem | None, lots: tuple[Lot, ...] = ()) -> Account:
     if item is None:
         return Account(member_id=member_id, lots=lots)
+    from ...engagement.state import Engagement
     return Account(member_id=member_id, balance=int(item.balance or 0), debt=int(item.debt or 0),
-                   version=int(item.version or 0), last_tx=item.last_tx, lots=lots)
+                   version=int(item.version or 0), last_tx=item.last_tx, lots=lots,
+                   engagement=Engagement.of_document(item.engagement))
 
 
 def profile_document(profile: Profile) -> dict:

@@ -1,0 +1,77 @@
+"""A member's engagement state: what the rules of earning beyond orders need to know
+about the member, kept on the member's item beside the account and written in the same
+transaction as the credit it concerns, under the account's version check. So the daily
+cap is taken in the same write as the points (E8), a milestone is credited once (E2),
+and the tier moves with the earning that crosses its threshold (E7).
+
+Each part belongs to one rule family; each reads from and writes to a plain JSON
+document (only what is set is stored, so a member who never earned beyond orders has
+no document at all)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+def _compact(document: dict) -> dict:
+    return {k: v for k, v in document.items() if v not in (None, 0, (), [], {}, "")}
+
+
+@dataclass(frozen=True)
+class DayCounter:
+    """Risk control (E8): what the member earned outside orders on one member-local day,
+    and when their latest activities came (for the hourly rate limit)."""
+
+    day: str | None = None            # member-local date (YYYY-MM-DD) the counter is for
+    points: int = 0                   # non-order points credited or held that day
+    recent: tuple[str, ...] = ()      # utc keys of the latest activities, newest last
+
+    def today(self, day: str) -> "DayCounter":
+        """The counter for `day`: a new day starts at 0 (recent activities are kept)."""
+        return self if self.day == day else replace(self, day=day, points=0)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Milestones and referrals (E2, E3): counts and the rules already rewarded."""
+
+    orders_paid: int = 0
+    rewarded: tuple[str, ...] = ()    # ids of once-per-member rules already credited
+    badges: tuple[str, ...] = ()
+    referrer: str | None = None       # who referred this member (fixed at join)
+
+
+@dataclass(frozen=True)
+class TierState:
+    """Tiers (E7): points earned per member-local day over the rolling window."""
+
+    name: str | None = None
+    since: str | None = None          # ISO time of the latest tier change
+    qualifying: tuple[tuple[str, int], ...] = ()   # (date, points earned that day), oldest first
+    review_on: str | None = None      # the date the window may fall below the tier's threshold
+    warned_on: str | None = None      # the date a downgrade warning was sent for review_on
+
+
+@dataclass(frozen=True)
+class Engagement:
+    counter: DayCounter = field(default_factory=DayCounter)
+    progress: Progress = field(default_factory=Progress)
+    tier: TierState = field(default_factory=TierState)
+    pending: int = 0                  # held points (review queue, return window): in no lot, not spendable
+
+    def to_document(self) -> dict:
+        document = {"counter": _compact(asdict(self.counter)), "progress": _compact(asdict(self.progress)),
+                    "tier": _compact(asdict(self.tier)), "pending": self.pending}
+        return _compact(document)
+
+    @classmethod
+    def of_document(cls, document: dict | None) -> "Engagement":
+        document = document or {}
+
+        def part(kind, values: dict | None):
+            names = {f.name for f in fields(kind)}
+            values = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+                      for k, v in (values or {}).items() if k in names}
+            return kind(**values)
+
+        return cls(counter=part(DayCounter, document.get("counter")), progress=part(Progress, document.get("progress")),
+                   tier=part(TierState, document.get("tier")), pending=int(document.get("pending", 0)))
