@@ -38,17 +38,46 @@ def run() -> None:
 
     counter = CallCounter().install()
     say("starting the emulator and the template's resources ...")
+    profiles, nightly = {}, {}
     with start_emulator() as aws:
+        from bench import units
+        table = aws.client("dynamodb").describe_table(TableName=aws.environ["TABLE_NAME"])["Table"]
+        meter = units.install(table, aws.model.region)
         from bench import ledger
-        ledger.credits(counter, row)
+        ledger.credits(counter, row, meter=meter, profiles=profiles)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
-                              due=int(os.environ.get("BENCH_DUE", "300")))
+                              due=int(os.environ.get("BENCH_DUE", "300")), meter=meter, nightly=nightly)
         from bench import messaging
         messaging.planning(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                            due=int(os.environ.get("BENCH_DUE", "300")))
+        model = aws.model
     from bench import messaging
-    messaging.run(counter, row)
+    messaging.run(counter, row, meter=meter, profiles=profiles)
     import_time_ratio(row)
+    reference_month(model, profiles, nightly, meter)
+
+
+def reference_month(model, profiles: dict, nightly: dict, meter) -> None:
+    """The AWS cost line of DESIGN.md's reference month (bench/cost.py)."""
+    from bench import cost
+    if "activity credit" not in profiles:   # until activities exist: an order credit's writes stand in
+        profiles["activity credit"] = cost.Profile(profiles["paid order"].units, api_requests=1, invocations=1,
+                                                   measured=False)
+    order = profiles["paid order"].units
+    per_order = sum(order.bytes_written.get(kind, 0) for kind in order.bytes_written if kind != "PROFILE")
+    member_bytes = order.bytes_written.get("PROFILE", 0) / max(order.items_written.get("PROFILE", 1), 1)
+    storage = (cost.MONTH["members"] * member_bytes
+               + (cost.MONTH["paid_orders"] + cost.MONTH["activities"]) * per_order) * 1.1   # ~10%: indexes, overhead
+    total, lines = cost.month_cost(profiles, nightly, cost.schedules_per_month(model),
+                                   cost.event_source_mappings(model), storage)
+    say()
+    say("AWS cost of the reference month (us-east-1 list prices; provider message fees apart):")
+    for name, dollars, how in lines:
+        say(f"  ${dollars:>10,.2f}  {name}: {how}")
+    say(f"  ${total:>10,.2f}  total, ${total / cost.MONTH['members'] * 1000:.2f} per 1,000 members")
+    say("  assumed, not measured: " + ", ".join(f"{k} {v}" for k, v in cost.ASSUMED.items()))
+    row("cost of the reference month", f"${total:,.0f}", "printed from counted calls, sizes and list prices",
+        total > 0 and all(p.units.wru > 0 for p in profiles.values()))
 
 
 def import_time_ratio(row) -> None:

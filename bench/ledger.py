@@ -35,15 +35,18 @@ def order_event(body: dict) -> dict:
             "body": raw, "isBase64Encoded": False}
 
 
-def credits(counter, row, n: int = 30) -> None:
+def credits(counter, row, n: int = 30, meter=None, profiles: dict | None = None) -> None:
     orders = handler("order_webhook")
     events = [{"event_id": f"bench-{i}", "type": "order.paid", "occurred_at": "2026-11-20T14:03:00+08:00",
                "order": {"order_id": f"bench-o{i}", "member_id": f"bench-m{i % 5}", "amount_minor": 1000 + i * 137,
                          "currency": "CNY"}} for i in range(n)]
     orders(order_event({**events[0], "event_id": "warm", "order": {**events[0]["order"], "order_id": "warm"}}), Context())
     counter.reset()
+    meter and meter.reset()
     for event in events:
         assert orders(order_event(event), Context())["statusCode"] == 200
+    if meter:
+        profiles["paid order"] = queued_profile(meter.reset().per(n), api_requests=1, invocations=1)
     writes, reads, scans = counter.writes / n, counter.reads / n, counter.calls["Scan"]
     row("credit one paid order: DynamoDB write calls", f"{writes:.2f}", "1", writes == 1)
     row("credit one paid order: DynamoDB read calls", f"{reads:.2f}", "≤ 1", reads <= 1)
@@ -56,6 +59,19 @@ def credits(counter, row, n: int = 30) -> None:
     # client would show 0 reads here (and 0 writes above)
     row("duplicate order event: read calls", f"{counter.reads / n:.2f}", "1 (the counter sees them)",
         counter.reads == n)
+    if meter:   # a partial refund of each order (its lots read, then one transaction)
+        meter.reset()
+        for i, event in enumerate(events):
+            refund = {**event, "event_id": f"bench-refund-{i}", "type": "order.refunded",
+                      "order": {**event["order"], "refund_amount_minor": event["order"]["amount_minor"] // 2}}
+            assert orders(order_event(refund), Context())["statusCode"] == 200
+        profiles["refund"] = queued_profile(meter.reset().per(n), api_requests=1, invocations=1)
+
+
+def queued_profile(units, **requests):
+    """A profile whose SQS sends are each received and deleted by a Lambda poller too."""
+    from bench.cost import Profile
+    return Profile(units, sqs_requests=2 * units.sqs_requests, **requests)
 
 
 def ledger_store(aws):
@@ -79,7 +95,7 @@ def load_lots(store, lots: list[tuple[str, Lot]], with_members: bool) -> None:
                                         version=1, last_tx=lot.earned_at))
 
 
-def nightly_expiry(aws, counter, row, members: int, due: int) -> None:
+def nightly_expiry(aws, counter, row, members: int, due: int, meter=None, nightly: dict | None = None) -> None:
     """`members` members with one lot each; `due` of them expire before the run."""
     aws.reset()  # only the members loaded here, nothing left over from the credits
     run_at = parse_time("2027-11-21T00:05:00+08:00")
@@ -92,7 +108,12 @@ def nightly_expiry(aws, counter, row, members: int, due: int) -> None:
     load_lots(ledger_store(aws), lots, with_members=True)
     expiry = handler("expiry_scan")
     counter.reset()
+    meter and meter.reset()
     summary = expiry({"time": run_at.isoformat()}, Context())
+    if meter:
+        from bench.cost import MONTH, Profile
+        per_night = (MONTH["paid_orders"] + MONTH["activities"]) // MONTH["nights"]   # lots due a night, steady state
+        nightly["nightly expiry"] = (per_night, Profile(meter.reset().per(max(summary["lots_expired"], 1))))
     shards = int(aws.environ.get("EXPIRY_INDEX_SHARDS", "4"))
     pages = counter.calls["Query"]
     row(f"nightly expiry, {members} members: lots expired", str(summary["lots_expired"]), str(due),

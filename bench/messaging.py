@@ -44,7 +44,7 @@ def member(api: Client, member_id: str, channel: str) -> None:
             {"status": "opted_in", "source": "bench", "at": "2026-01-01T00:00:00+08:00"})
 
 
-def run(counter, row, n: int = 20) -> None:
+def run(counter, row, n: int = 20, meter=None, profiles: dict | None = None) -> None:
     from infra.local.stack import LocalStack
     from loyalty import wiring
     wiring.reset()  # the clients cached so far point at the previous emulator
@@ -71,8 +71,10 @@ def run(counter, row, n: int = 20) -> None:
         api.http.delete(api.base + "/_local/outbox", timeout=30)
         before = api.get("/_local/sandbox/stats").json()["sends_accepted"]
         counter.reset()
+        meter and meter.reset()
         api.post("/_local/schedules/ReminderScanFunction", {"time": night.isoformat()})
         api.post("/_local/drain")
+        sending = meter.reset() if meter else None
         after = api.get("/_local/sandbox/stats").json()["sends_accepted"]
         sent = sum(after.values()) - sum(before.values())
         reminders = n + 1
@@ -91,9 +93,20 @@ def run(counter, row, n: int = 20) -> None:
 
         records = [m for m in outbox if m["provider_message_id"]]
         counter.reset()
+        meter and meter.reset()
         for m in records:
             api.post("/_local/receipts", {"provider": "whatsapp", "provider_message_id": m["provider_message_id"],
                                           "status": "delivered"})
+        if meter:
+            # a reminder: planned, dispatched (job queue, dispatcher), sent (channel queue, sender),
+            # its receipt (webhook); a notice takes the same path from the job queue on
+            from bench.cost import Profile
+            receipt = meter.reset().per(len(records))
+            message = sending.per(reminders)
+            message.add(receipt)
+            for name in ("reminder with its receipt", "notice with its receipt"):
+                profiles[name] = Profile(message, api_requests=1, invocations=3,
+                                         sqs_requests=2 * sending.per(reminders).sqs_requests)
         per_receipt = counter.total / len(records)
         queries = counter.calls["Query"] + counter.calls["Scan"]
         row("one delivery receipt: DynamoDB calls", f"{per_receipt:.2f}", "≤ 2, 0 Scans, 0 Queries",

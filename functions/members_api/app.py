@@ -82,7 +82,9 @@ def post_redemption(member_id: str):
     redemption, created = redemptions.redeem(store, rules, check_member_id(member_id), body.item_id,
                                              body.idempotency_key, _now())
     view = redemption_view(redemption, store)
-    if created:
+    if created or redemption.status != "cancelled":
+        # A replay queues it too: the first call's commit may have been applied with its answer
+        # lost (the SDK's retry then finds it done); the dispatcher sends a job id once.
         item = rules.item(view["item_id"])
         notices.redemption_confirmed(wiring.queues(), view, item.name if item else None, _now(), logger)
     return reply(201 if created else 200, view)

@@ -1,4 +1,5 @@
-"""Three speed-ups of moto for the local emulator, none changing what it answers.
+"""Three speed-ups of moto for the local emulator, none changing what it answers, and one
+behaviour of DynamoDB's that moto lacks.
 
 1. A faster TransactWriteItems.
 
@@ -21,6 +22,15 @@ suite had filled the table). Here `all_items()` answers, for that one call, the
 partition's items (a base-table query) or the items whose index keys match (an index
 query, still a pass over the table but no sort of all of it), in the order moto's
 own would give them; moto does the rest as before.
+
+4. TransactWriteItems is idempotent under its ClientRequestToken, as in DynamoDB: a
+repeat of a successful call with the same token and the same items within 10 minutes
+succeeds without writing anything again; the same token with other items is
+IdempotentParameterMismatchException. botocore fills the token once per call and sends
+it again on every retry, so in AWS a transaction whose answer was lost (a read timeout)
+is retried into a success. moto ignores the token: the retry ran the transaction again,
+its conditions failed on its own writes, and the caller read a cancellation, so the
+local stack failed where AWS does not.
 """
 from __future__ import annotations
 
@@ -105,9 +115,56 @@ def apply() -> None:
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items
+    _idempotent_transactions()
     _cache_module_list()
     _query_the_partition()
     _applied = True
+
+
+TOKEN_WINDOW_S = 600
+
+
+def _idempotent_transactions() -> None:
+    import hashlib
+    import json
+    import threading
+    import time
+
+    from moto.dynamodb.exceptions import DynamodbException
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX
+    from moto.dynamodb.responses import DynamoHandler
+
+    class IdempotentParameterMismatch(DynamodbException):
+        def __init__(self):
+            super().__init__(ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                             message="The request uses the same client token as a previous, but non-identical "
+                                     "request.")
+
+    original = DynamoHandler.transact_write_items
+    done: dict[str, tuple[str, float, Any]] = {}   # token -> (digest of the items, when, the answer)
+    lock = threading.Lock()
+
+    def transact_write_items(self: DynamoHandler) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        digest = hashlib.sha256(json.dumps(self.body["TransactItems"], sort_keys=True).encode()).hexdigest()
+        now = time.monotonic()
+        with lock:
+            seen = done.get(token)
+            if seen is not None and now - seen[1] < TOKEN_WINDOW_S:
+                if seen[0] != digest:
+                    raise IdempotentParameterMismatch()
+                return seen[2]
+        answer = original(self)          # raises when cancelled: only a success is remembered
+        with lock:
+            if len(done) > 10000:
+                for old in [t for t, (_, at, _) in done.items() if now - at >= TOKEN_WINDOW_S]:
+                    del done[old]
+            done[token] = (digest, now, answer)
+        return answer
+
+    DynamoHandler.transact_write_items = transact_write_items
 
 
 def _cache_module_list() -> None:

@@ -85,3 +85,43 @@ def test_a_claim_whose_answer_was_lost_still_sends_the_message(api, member, faul
     assert api.get("/_local/aws-faults").json()["counts"]["injected"] == 1
     [notice] = messages(api, member, kind="notice")
     assert notice["status"] in ("sent", "delivered", "read"), (notice, drained["dead_letter"])
+
+
+def test_a_redemption_whose_commit_answer_was_lost_is_done_once_and_confirmed_once(api, member, faults_off):
+    new_member(api, member)
+    api.order(paid(member, f"o-{member}", 500000))
+    api.post("/_local/drain")
+    item = min(api.get("/catalog").json()["items"], key=lambda i: i["points"])
+    # applied, answer lost: the SDK sends it again under the same ClientRequestToken, which
+    # DynamoDB answers with success without writing again (so does the local emulator now)
+    one_fault(api, "MembersApiFunction", "dynamodb:TransactWriteItems", "timeout")
+    answer = api.post(f"/members/{member}/redemptions", {"item_id": item["item_id"], "idempotency_key": f"r-{member}"})
+    assert answer.status_code == 201, answer.text
+    assert api.get("/_local/aws-faults").json()["counts"]["injected"] == 1
+    assert answer.json()["balance"] == 5020 - item["points"]
+    api.post("/_local/drain")
+    confirmed = [m for m in messages(api, member, kind="notice") if m["template"] == "redemption_confirmed"]
+    assert len(confirmed) == 1 and confirmed[0]["status"] in ("sent", "delivered", "read")
+
+
+def test_a_redemption_retried_after_its_notice_could_not_be_queued_confirms_it_then(api, member, faults_off):
+    new_member(api, member)
+    api.order(paid(member, f"o-{member}", 500000))
+    api.post("/_local/drain")
+    item = min(api.get("/catalog").json()["items"], key=lambda i: i["points"])["item_id"]
+    answer = api.post("/_local/aws-faults", {"share": 1, "kinds": {"reset": 1}, "functions": ["MembersApiFunction"],
+                                             "operations": ["sqs:SendMessage"], "count": 20})
+    assert answer.status_code == 200, answer.text
+    first = api.post(f"/members/{member}/redemptions", {"item_id": item, "idempotency_key": f"r-{member}"})
+    assert first.status_code == 201, first.text                # the redemption stands; its notice is not queued
+    api.http.delete(api.base + "/_local/aws-faults", timeout=10)
+    api.post("/_local/drain")
+    assert [m for m in messages(api, member, kind="notice") if m["template"] == "redemption_confirmed"] == []
+    again = api.post(f"/members/{member}/redemptions", {"item_id": item, "idempotency_key": f"r-{member}"})
+    assert again.status_code == 200 and again.json()["redemption_id"] == first.json()["redemption_id"]
+    api.post("/_local/drain")
+    confirmed = [m for m in messages(api, member, kind="notice") if m["template"] == "redemption_confirmed"]
+    assert len(confirmed) == 1                                  # before: the replay queued nothing, ever
+    api.post(f"/members/{member}/redemptions", {"item_id": item, "idempotency_key": f"r-{member}"})
+    api.post("/_local/drain")
+    assert len([m for m in messages(api, member, kind="notice") if m["template"] == "redemption_confirmed"]) == 1
