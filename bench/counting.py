@@ -9,12 +9,19 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWrit
 READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 
 
+def _acting_function() -> str | None:
+    """The function of the local stack on whose behalf a call is made (infra/local/iam.py)."""
+    from infra.local.iam import _acting
+    return _acting.get()
+
+
 class CallCounter:
     """Counts DynamoDB calls and items read by every client of the default boto3 session
     created after `install()`."""
 
     def __init__(self):
         self.calls: Counter[str] = Counter()
+        self.by_function: Counter[str] = Counter()   # the local stack's function making the call
         self.index_queries: Counter[str] = Counter()
         self.items_read = 0
 
@@ -31,6 +38,7 @@ class CallCounter:
     def _after(self, parsed=None, model=None, **_):
         name = model.name
         self.calls[name] += 1
+        self.by_function[_acting_function() or "-"] += 1
         if name in ("Query", "Scan"):
             self.items_read += parsed.get("ScannedCount", parsed.get("Count", 0))
         elif name == "GetItem":
@@ -42,6 +50,7 @@ class CallCounter:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.by_function.clear()
         self.index_queries.clear()
         self.items_read = 0
 
