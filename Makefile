@@ -67,7 +67,7 @@ build: $(SAMVENV)/.installed
 bench: venv
 	$(BIN)/python -m bench
 
-## make soak [SOAK_ORDERS=300] [SOAK_FAULT_SHARE=0.05] [SOAK_SEED=1] [SOAK_TIMEOUTS=4] [SOAK_WORKERS=8]:
+## make soak [SOAK_ORDERS=300] [SOAK_FAULT_SHARE=0.05] [SOAK_SEED=1] [SOAK_TIMEOUTS=4] [SOAK_WORKERS=8] [SOAK_TIME_SCALE=0.1]:
 ## orders, refunds, redemptions, reminders and replies through a local stack of its own while a share of
 ## the functions' AWS calls and of the sends fail; exits 1 unless no point, message or reply was lost or doubled
 SOAK_ORDERS ?= 300
@@ -75,9 +75,10 @@ SOAK_FAULT_SHARE ?= 0.05
 SOAK_SEED ?= 1
 SOAK_TIMEOUTS ?= 4
 SOAK_WORKERS ?= 8
+SOAK_TIME_SCALE ?= 0.1
 soak: venv
 	$(BIN)/python -m infra.local.soak --orders $(SOAK_ORDERS) --fault-share $(SOAK_FAULT_SHARE) \
-		--seed $(SOAK_SEED) --timeouts $(SOAK_TIMEOUTS) --workers $(SOAK_WORKERS)
+		--seed $(SOAK_SEED) --timeouts $(SOAK_TIMEOUTS) --workers $(SOAK_WORKERS) --time-scale $(SOAK_TIME_SCALE)
 
 ## make reconcile: prove balance = entries = lots for every member (against $$AWS_ENDPOINT_URL or AWS)
 reconcile: venv
