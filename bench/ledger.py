@@ -71,7 +71,7 @@ def activity_event(member: str, body: dict) -> dict:
             "body": json.dumps(body), "isBase64Encoded": False}
 
 
-def activity_credits(counter, row, n: int = 30) -> None:
+def activity_credits(counter, row, n: int = 30, meter=None, profiles: dict | None = None) -> None:
     """One activity credit through the members API: the member's item, its idempotency
     record and the device's and IP's sightings in one read, everything in one write."""
     members_api = handler("members_api")
@@ -81,9 +81,13 @@ def activity_credits(counter, row, n: int = 30) -> None:
     assert members_api(activity_event("bench-act-warm", {**bodies[0][1], "activity_id": "warm"}),
                        Context())["statusCode"] == 200
     counter.reset()
+    if meter:
+        meter.reset()
     for member, body in bodies:
         answer = members_api(activity_event(member, body), Context())
         assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "credited", answer
+    if meter:   # the reference month's cost line (bench/cost.py and queued_profile, from main's bench)
+        profiles["activity credit"] = queued_profile(meter.reset().per(n), api_requests=1, invocations=1)  # noqa: F821
     writes, reads, scans = counter.writes / n, counter.reads / n, counter.calls["Scan"]
     row("one activity credit: DynamoDB write calls", f"{writes:.2f}", "1", writes == 1)
     row("one activity credit: DynamoDB read calls", f"{reads:.2f}", "≤ 1", reads <= 1)
