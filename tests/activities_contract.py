@@ -94,6 +94,14 @@ def test_an_unknown_type_is_invalid_and_writes_nothing(store, stored_text):
     assert stored_text() == before
 
 
+def test_a_retry_is_answered_as_first_even_after_its_type_left_the_rules(store):
+    first = record(store, act("a1", "poll"))
+    rules = build_rules({"activities": {"types": {"quiz": {"points": 7}}}})
+    assert record(store, act("a1", "poll"), rules=rules, now=T0 + timedelta(days=5)) == first
+    with pytest.raises(Invalid):
+        record(store, act("a2", "poll"), rules=rules)
+
+
 def test_an_activity_far_from_the_services_clock_is_invalid(store):
     with pytest.raises(Invalid) as refused:
         record(store, act("a1", at=T0 - timedelta(days=3)), now=T0)
@@ -354,3 +362,28 @@ def test_another_rule_family_holds_an_earning_in_its_own_transaction(store):
     assert_reconciled(store)
     with pytest.raises(ValueError):
         hold_for_review(Change(member_id="m1", expected_version=None, touches_account=False), engagement, review)
+
+
+def test_operators_deciding_one_review_at_once_credit_it_once(store):
+    record(store, act("u1", "ugc"))
+    review_id = open_reviews(store)[0]["review_id"]
+    start = threading.Barrier(10)
+
+    def decide(i: int):
+        start.wait()
+        for _ in range(30):
+            try:
+                return decide_review(store, RULES, review_id, "approve" if i % 2 else "reject", f"n{i}", f"op{i}", T0)[0]
+            except Transient:
+                continue
+            except Conflict:
+                return None
+
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(decide, range(10)))
+    final = store.get_review(review_id)
+    assert final.status in ("approved", "rejected")
+    assert all(o is None or o == final for o in outcomes) and any(o == final for o in outcomes)
+    assert (balance(store), pending(store)) == ((50, 0) if final.status == "approved" else (0, 0))
+    assert len(store.all_entries("m1")) == (1 if final.status == "approved" else 0)
+    assert_reconciled(store)

@@ -43,13 +43,6 @@ def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity
     The same activity id again answers the same; with another body it is a Conflict;
     an unknown type is Invalid and changes nothing."""
     config = rules.activities
-    if not config.known(activity.type):
-        raise Invalid([{"field": "type", "problem": f"unknown activity type {activity.type!r}; one of "
-                        f"{', '.join(sorted(set(config.types) | {t.type for t in config.tasks}))}"}])
-    skew = timedelta(hours=config.risk.max_clock_skew_hours)
-    if abs(activity.occurred_at - now) > skew:
-        raise Invalid([{"field": "occurred_at", "problem": f"more than {config.risk.max_clock_skew_hours} h "
-                        "from the service's clock"}])
     key = f"activity#{member_id}#{activity.activity_id}"
     salt = config.risk.hash_salt
     sources = tuple(risk.source_key(kind, value, salt)
@@ -57,8 +50,9 @@ def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity
 
     def attempt() -> dict:
         context = store.load_activity_context(member_id, key, sources)
-        if context.idempotency is not None:
+        if context.idempotency is not None:   # a retry is answered as first, even if the rules changed since
             return _replay(context.idempotency, activity)
+        _check(config, activity, now)
         change, response = _plan(rules, member_id, activity, context, now)
         record = IdempotencyRecord(key=key, body_hash=activity.body_hash, response=response, member_id=member_id)
         try:
@@ -68,6 +62,16 @@ def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity
         return response
 
     return with_retries(attempt)
+
+
+def _check(config, activity: Activity, now: datetime) -> None:
+    """An unknown type, or a time too far from the service's clock, is Invalid (nothing written)."""
+    if not config.known(activity.type):
+        raise Invalid([{"field": "type", "problem": f"unknown activity type {activity.type!r}; one of "
+                        f"{', '.join(sorted(set(config.types) | {t.type for t in config.tasks}))}"}])
+    if abs(activity.occurred_at - now) > timedelta(hours=config.risk.max_clock_skew_hours):
+        raise Invalid([{"field": "occurred_at", "problem": f"more than {config.risk.max_clock_skew_hours} h "
+                        "from the service's clock"}])
 
 
 def _replay(record: IdempotencyRecord | None, activity: Activity) -> dict:
