@@ -45,6 +45,7 @@ def run() -> None:
         meter = units.install(table, aws.model.region)
         from bench import ledger
         ledger.credits(counter, row, meter=meter, profiles=profiles)
+        ledger.activity_credits(counter, row, meter=meter, profiles=profiles)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                               due=int(os.environ.get("BENCH_DUE", "300")), meter=meter, nightly=nightly)
         from bench import messaging

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.logs import say
@@ -72,6 +72,46 @@ def queued_profile(units, **requests):
     """A profile whose SQS sends are each received and deleted by a Lambda poller too."""
     from bench.cost import Profile
     return Profile(units, sqs_requests=2 * units.sqs_requests, **requests)
+
+
+def activity_event(member: str, body: dict) -> dict:
+    """POST /members/{member}/activities as API Gateway hands it over, a member app's token admitted."""
+    path = f"/members/{member}/activities"
+    return {"version": "2.0", "routeKey": "POST /members/{member_id}/activities", "rawPath": path,
+            "rawQueryString": "", "headers": {"content-type": "application/json"},
+            "pathParameters": {"member_id": member},
+            "requestContext": {"requestId": "bench", "stage": "$default", "routeKey": "POST /members/{member_id}/activities",
+                               "http": {"method": "POST", "path": path},
+                               "authorizer": {"jwt": {"claims": {"sub": "bench-app", "scope": "loyalty/members.write"},
+                                                      "scopes": ["loyalty/members.write"]}}},
+            "body": json.dumps(body), "isBase64Encoded": False}
+
+
+def activity_credits(counter, row, n: int = 30, meter=None, profiles: dict | None = None) -> None:
+    """One activity credit through the members API: the member's item, its idempotency
+    record and the device's and IP's sightings in one read, everything in one write."""
+    members_api = handler("members_api")
+    at = datetime.now(timezone.utc).isoformat()
+    bodies = [(f"bench-act-m{i}", {"activity_id": f"bench-a{i}", "type": "share", "occurred_at": at,
+                                   "device_id": f"bench-device-{i}", "ip": f"198.51.100.{i}"}) for i in range(n)]
+    assert members_api(activity_event("bench-act-warm", {**bodies[0][1], "activity_id": "warm"}),
+                       Context())["statusCode"] == 200
+    counter.reset()
+    if meter:
+        meter.reset()
+    for member, body in bodies:
+        answer = members_api(activity_event(member, body), Context())
+        assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "credited", answer
+    if meter:   # the reference month's cost line (bench/cost.py and queued_profile, from main's bench)
+        profiles["activity credit"] = queued_profile(meter.reset().per(n), api_requests=1, invocations=1)  # noqa: F821
+    writes, reads, scans = counter.writes / n, counter.reads / n, counter.calls["Scan"]
+    row("one activity credit: DynamoDB write calls", f"{writes:.2f}", "1", writes == 1)
+    row("one activity credit: DynamoDB read calls", f"{reads:.2f}", "≤ 1", reads <= 1)
+    row("one activity credit: Scans", str(scans), "0", scans == 0)
+    counter.reset()
+    for member, body in bodies:
+        assert members_api(activity_event(member, body), Context())["statusCode"] == 200
+    row("duplicate activity: write calls", str(counter.writes), "0", counter.writes == 0)
 
 
 def ledger_store(aws):

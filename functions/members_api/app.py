@@ -150,6 +150,41 @@ def review_queue():
     return reply(200, {"disputes": [disputes.dispute_view(d) for d in found]})
 
 
+@app.post("/members/<member_id>/activities")
+def post_activity(member_id: str):
+    from loyalty.engagement.activities import Activity, record_activity
+    body, document = _body("ActivityBody")
+    activity = Activity(activity_id=body.activity_id, type=body.type, occurred_at=parse_time(body.occurred_at),
+                        ip=body.ip, device_id=body.device_id, body_hash=canonical_hash(document))
+    member_id, now = check_member_id(member_id), _now()
+    result = record_activity(wiring.review_store(), wiring.rules(), member_id, activity, now)
+    notices.points_credited(wiring.queues(), {"event_id": f"activity#{member_id}#{activity.activity_id}",
+                                              "member_id": member_id, **result}, now, logger)
+    return reply(200, result)
+
+
+@app.get("/reviews")
+def get_reviews():
+    from loyalty.engagement.reviews import reviews_page
+    query = app.current_event.get_query_string_value
+    return reply(200, reviews_page(wiring.review_store(), query("status", "open") or "open", query("cursor") or None,
+                                   limit_param(app)))
+
+
+@app.post("/reviews/<review_id>")
+def post_review_decision(review_id: str):
+    from loyalty.engagement.reviews import decide_review, review_view
+    body, _ = _body("ReviewDecisionBody")
+    now = _now()
+    review, balance = decide_review(wiring.review_store(), wiring.rules(), review_id, body.decision, body.note,
+                                    caller(app).subject, now)
+    if balance is not None and review.status == "approved":
+        notices.points_credited(wiring.queues(), {"event_id": f"review#{review.review_id}",
+                                                  "member_id": review.member_id, "points": review.points,
+                                                  "balance": balance}, now, logger)
+    return reply(200, review_view(review))
+
+
 @app.get("/members/<member_id>/messages")
 def get_messages(member_id: str):
     from loyalty.messaging.outbox import message_view

@@ -5,6 +5,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -31,8 +32,13 @@ def world(stack, operator_token):
     entry = api.get(f"/members/{member}/ledger").json()["entries"][-1]
     dispute = api.post(f"/members/{member}/disputes", {"entry_id": entry["entry_id"], "reason": "too few",
                                                        "idempotency_key": "d1"}).json()
+    from loyalty.engagement.reviews import review_id_for
+    held = api.post(f"/members/{member}/activities", {"activity_id": "w-ugc", "type": "ugc",
+                                                       "occurred_at": datetime.now(timezone.utc).isoformat()})
+    assert held.json()["status"] == "held", held.text
     return {"member_id": member, "channel": "whatsapp", "redemption_id": redemption["redemption_id"],
-            "dispute_id": dispute["dispute_id"], "entry_id": entry["entry_id"]}
+            "dispute_id": dispute["dispute_id"], "entry_id": entry["entry_id"],
+            "review_id": review_id_for("activity", member, "w-ugc")}
 
 
 def _url(path: str, world: dict) -> str:
@@ -53,6 +59,9 @@ def _body(method: str, path: str, world: dict):
         "/members/{member_id}/disputes": {"entry_id": world["entry_id"], "reason": "x",
                                           "idempotency_key": f"x-{uuid.uuid4().hex}"},
         "/members/{member_id}/disputes/{dispute_id}/resolve": {"outcome": "upheld", "points": 5000, "note": "x"},
+        "/members/{member_id}/activities": {"activity_id": f"x-{uuid.uuid4().hex}", "type": "poll",
+                                            "occurred_at": datetime.now(timezone.utc).isoformat()},
+        "/reviews/{review_id}": {"decision": "approve", "note": "x"},
         "/campaigns": {"campaign_id": f"c-{uuid.uuid4().hex[:8]}", "template": "member_day_offer",
                        "member_ids": [world["member_id"]]},
     }

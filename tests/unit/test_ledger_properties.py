@@ -1,5 +1,7 @@
 """Random sequences of earn / refund / cancel / redeem / cancel-redemption / expire /
-adjust keep the ledger's invariant: balance = sum of entries = sum of lots - debt.
+adjust / activity / review decision keep the ledger's invariant: balance = sum of
+entries = sum of lots - debt, with held points (pending review) in no lot and equal to
+the member's open reviews.
 
 Time also goes backwards: callers whose clocks are behind (by up to three days), past
 nights run again, and nights missed in an outage run late. A night run for a time before
@@ -16,6 +18,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.domain import parse_time
+from loyalty.engagement.activities import Activity, record_activity
+from loyalty.engagement.reviews import decide_review
 from loyalty.errors import Conflict
 from loyalty.rules import build_rules
 from loyalty.services.adjustments import adjust_points
@@ -40,6 +44,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.counter = 0
         self.orders: dict[str, tuple[str, int, int]] = {}  # order -> member, amount, refunded
         self.redemptions: list[tuple[str, str]] = []
+        self.activities: list[tuple[str, str, str, str | None]] = []
         self.swept_until = START - timedelta(days=400)  # the latest time a nightly run has swept to
 
     def _id(self, prefix: str) -> str:
@@ -133,6 +138,50 @@ class LedgerMachine(RuleBasedStateMachine):
             adjust_points(self.store, self.rules, member, points, "test", "op", self._id("a"), "h", self.now)
         except Conflict:
             assert points < 0
+
+    @rule(member=st.sampled_from(MEMBERS), kind=st.sampled_from(["poll", "share", "survey", "ugc"]),
+          device=st.sampled_from([None, "d1", "d2"]), again=st.booleans())
+    def activity(self, member, kind, device, again):
+        """An activity (now and then a retry of the previous one): credited, capped, held
+        for review or rejected, never more than the daily cap."""
+        if again and self.activities:
+            activity_id, member, kind, device = self.activities[-1]
+        else:
+            activity_id = self._id("act")
+            self.activities.append((activity_id, member, kind, device))
+        before = self.store.load_account(member, with_lots=False)
+        result = record_activity(self.store, self.rules, member,
+                                 Activity(activity_id, kind, self.now, None, device, f"h-{activity_id}"), self.now)
+        assert result["status"] in ("credited", "capped", "held", "rejected")
+        assert 0 <= result["points"] <= self.rules.activities.types[kind].points
+        after = self.store.load_account(member, with_lots=False)
+        assert after.engagement.counter.points <= self.rules.activities.risk.daily_cap
+        if result["status"] == "held":
+            hypothesis.event("activity held for review")
+            assert after.balance == before.balance
+
+    @precondition(lambda self: any(r.status == "open" for r in self.store.reviews.values()))
+    @rule(data=st.data(), decision=st.sampled_from(["approve", "reject"]))
+    def decide(self, data, decision):
+        review = data.draw(st.sampled_from(sorted((r for r in self.store.reviews.values() if r.status == "open"),
+                                                  key=lambda r: r.review_id)))
+        before = self.store.load_account(review.member_id, with_lots=False).balance
+        decided, _ = decide_review(self.store, self.rules, review.review_id, decision, "n", "op", self.now)
+        after = self.store.load_account(review.member_id, with_lots=False).balance
+        assert after - before == (review.points if decision == "approve" else 0)
+        assert decide_review(self.store, self.rules, review.review_id, decision, "again", "op", self.now)[0] == decided
+
+    @invariant()
+    def held_points_are_the_open_reviews_and_in_no_lot(self):
+        if not hasattr(self, "store"):
+            return
+        for member in MEMBERS:
+            account = self.store.load_account(member)
+            held = sum(r.points for r in self.store.reviews.values() if r.member_id == member and r.status == "open")
+            assert account.engagement.pending == held
+            # no lot (an activity's or an approval's) exists for an earning still held
+            held_sources = {r.source for r in self.store.reviews.values() if r.member_id == member and r.status == "open"}
+            assert not held_sources & {lot.source for lot in account.lots}
 
     @invariant()
     def balance_equals_entries_equals_lots(self):

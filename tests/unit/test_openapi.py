@@ -178,6 +178,7 @@ MODELS = {
     "OrderEvent": models.OrderEventBody, "Order": models.OrderBody, "ProfileInput": models.ProfileBody,
     "ConsentInput": models.ConsentBody, "RedemptionInput": models.RedemptionBody,
     "CancelInput": models.CancelBody, "AdjustmentInput": models.AdjustmentBody,
+    "ActivityInput": models.ActivityBody, "ReviewDecisionInput": models.ReviewDecisionBody,
 }
 CONSTRAINTS = ("type", "pattern", "minLength", "maxLength", "minimum", "maximum", "maxItems", "enum")
 

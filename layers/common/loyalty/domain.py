@@ -25,6 +25,7 @@ class EntryType(str, Enum):
     REVERSAL = "REVERSAL"  # a completed redemption was cancelled: points back to their lots
     EXPIRE = "EXPIRE"      # a lot reached its expiry
     ADJUST = "ADJUST"      # a manual adjustment by an operator
+    ACTIVITY = "ACTIVITY"  # an activity (poll, share, survey, content, a task's bonus) or its approved review
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, Profile, Redemption
+from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, Profile,
+                      Redemption, Review)
 
 # The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
 # profile field that holds it.
@@ -92,6 +93,22 @@ class DisputeStore(Protocol):
         """The operators' review queue, oldest first."""
 
 
-class LedgerStore(AccountStore, ProfileStore, ConsentStore, DisputeStore, Protocol):
+class ReviewStore(AccountStore, Protocol):
+    """Held earnings waiting for an operator (the review queue) and the cross-member risk
+    sightings; both are written by `AccountStore.commit` (Change.review, Change.sightings)
+    in the transaction of the points they concern."""
+
+    def load_activity_context(self, member_id: str, idempotency_key: str,
+                              sighting_keys: tuple[str, ...] = ()) -> ActivityContext:
+        """The account (no lots) with the member's time zone, the idempotency record and the
+        sightings of `sighting_keys` (empty ones for those never seen), in one read."""
+
+    def get_review(self, review_id: str) -> Review | None: ...
+
+    def reviews_page(self, status: str, cursor: str | None, limit: int) -> tuple[list[Review], str | None]:
+        """Reviews of `status` oldest first, and the cursor to continue from."""
+
+
+class LedgerStore(ReviewStore, ProfileStore, ConsentStore, DisputeStore, Protocol):
     """The whole ledger side as one store, for callers that span its aggregates (the
     messaging side, the operator tools)."""

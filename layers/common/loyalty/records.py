@@ -86,6 +86,12 @@ class Change:
     # The member's new engagement state (loyalty.engagement.state), written with the account
     # under its version check: only with an expected_version (a change planned on a read).
     engagement: "Engagement | None" = None
+    # A review record (points held for an operator's decision, loyalty.engagement.reviews):
+    # `review_expected_status` None: must not exist yet; otherwise its status as read.
+    review: "Review | None" = None
+    review_expected_status: str | None = None
+    # Cross-member sightings of a device or IP (risk control), each under its version check.
+    sightings: tuple["Sighting", ...] = ()
 
     def __post_init__(self):
         if self.engagement is not None and (self.expected_version is None or not self.touches_account):
@@ -152,3 +158,50 @@ class Dispute:
     operator_id: str | None = None
     points: int = 0
     resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Review:
+    """Points held for an operator's decision (the review queue): an activity that needs
+    review, an earning risk control flagged, a referral ring... `kind` says which. Held,
+    the points are in the member's `pending` and in no lot; approved, they are credited
+    as the entry (`entry_type`, `entry_reason`, `source`, `meta`) and lot (earned at
+    `earned_at`) the earning would have made; rejected, they are dropped."""
+
+    review_id: str
+    member_id: str
+    kind: str                      # activity | risk | referral | ...
+    points: int
+    reason: str
+    created_at: datetime
+    entry_type: str                # loyalty.domain.EntryType value of the credit on approval
+    entry_reason: str
+    source: str
+    earned_at: datetime
+    meta: dict = field(default_factory=dict)
+    status: str = "open"           # open | approved | rejected
+    note: str | None = None
+    operator_id: str | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """The members seen on one device or IP address (by its keyed hash, never the raw
+    value) within the risk window: (member_id, utc key of their latest activity), oldest
+    first. Written with a check on `version` (0: must not exist yet)."""
+
+    key: str                       # DEVICE#<hash> | IP#<hash>
+    members: tuple[tuple[str, str], ...] = ()
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class ActivityContext:
+    """What one read returns for an activity: the account (no lots), the member's time
+    zone (None: the programme's), the idempotency record and the sightings asked for."""
+
+    account: "Account"
+    time_zone: str | None
+    idempotency: IdempotencyRecord | None
+    sightings: dict[str, Sighting]

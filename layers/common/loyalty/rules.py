@@ -175,6 +175,90 @@ class MessagingRules(_Strict):
         return windows
 
 
+class ActivityType(_Strict):
+    """A kind of member activity (E1) and what it earns; `needs_review` holds its points
+    in the review queue until an operator decides."""
+
+    points: int = Field(ge=0, le=100_000)
+    needs_review: bool = False
+
+
+class ActivityTask(_Strict):
+    """A limited-time task (E6): an activity of `type` inside [starts_at, ends_at) earns
+    `bonus` too, once per member. A type no entry of `types` names is valid only as a task:
+    outside every window of its tasks, the activity is rejected."""
+
+    task_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    type: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    starts_at: str
+    ends_at: str
+    bonus: int = Field(ge=0, le=100_000)
+    needs_review: bool = False
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        from .domain import parse_time
+        try:
+            parse_time(value)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO 8601 time with an offset: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> "ActivityTask":
+        from .domain import parse_time
+        if parse_time(self.ends_at) <= parse_time(self.starts_at):
+            raise ValueError(f"task {self.task_id}: ends_at must be after starts_at")
+        return self
+
+    def open_at(self, moment) -> bool:
+        from .domain import parse_time
+        return parse_time(self.starts_at) <= moment < parse_time(self.ends_at)
+
+
+class RiskRules(_Strict):
+    """Risk control of earnings outside orders (E8)."""
+
+    daily_cap: int = Field(200, ge=0, description="non-order points per member-local day")
+    per_hour: int = Field(10, ge=1, description="activities per member in any hour; more are rejected")
+    burst_count: int = Field(5, ge=2, description="this many activities ...")
+    burst_seconds: int = Field(60, ge=1, le=3600, description="... within this many seconds are held")
+    members_per_source: int = Field(3, ge=2, description="members on one device or IP ...")
+    source_window_hours: int = Field(24, ge=1, le=168, description="... within this many hours are held")
+    max_clock_skew_hours: int = Field(48, ge=1, description="occurred_at further than this from now is refused")
+    hash_salt: str = Field("loyalty-risk", min_length=1, description="keys the device / IP hashes (set per deployment)")
+
+
+DEFAULT_ACTIVITY_TYPES = {"poll": ActivityType(points=5), "share": ActivityType(points=10),
+                          "survey": ActivityType(points=15), "ugc": ActivityType(points=50, needs_review=True)}
+
+
+class ActivityRules(_Strict):
+    types: dict[str, ActivityType] = Field(default_factory=lambda: dict(DEFAULT_ACTIVITY_TYPES))
+    tasks: tuple[ActivityTask, ...] = ()
+    risk: RiskRules = RiskRules()
+
+    @field_validator("types")
+    @classmethod
+    def _type_names(cls, value: dict[str, ActivityType]) -> dict[str, ActivityType]:
+        import re
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+                raise ValueError(f"activity type {name!r}: lower-case letters, digits and _ (1-32)")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> "ActivityRules":
+        ids = [task.task_id for task in self.tasks]
+        if len(ids) != len(set(ids)):
+            raise ValueError("task ids must be unique")
+        return self
+
+    def known(self, type_: str) -> bool:
+        return type_ in self.types or any(task.type == type_ for task in self.tasks)
+
+
 class Rules(_Strict):
     program_timezone: str = "Asia/Shanghai"
     earn: EarnRules
@@ -184,6 +268,7 @@ class Rules(_Strict):
     catalog: tuple[CatalogItem, ...] = ()
     messaging: MessagingRules = MessagingRules()
     templates: dict[str, "MessageTemplate"] = {}
+    activities: ActivityRules = ActivityRules()
 
     @field_validator("program_timezone")
     @classmethod

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from .settings import settings
 
 if TYPE_CHECKING:
-    from .ports import AccountStore, ConsentStore, DisputeStore, LedgerStore, ProfileStore
+    from .ports import AccountStore, ConsentStore, DisputeStore, LedgerStore, ProfileStore, ReviewStore
     from .rules import Rules
 
 T = TypeVar("T")
@@ -36,6 +36,10 @@ def consent_store() -> ConsentStore:
 
 
 def dispute_store() -> DisputeStore:
+    return ledger_store()
+
+
+def review_store() -> ReviewStore:
     return ledger_store()
 
 

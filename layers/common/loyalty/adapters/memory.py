@@ -11,7 +11,8 @@ from typing import Iterator
 from ..domain import Account, LedgerEntry, Lot, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken
 from ..ports import CONTACTS
-from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState,
+                       Profile, Redemption, Review, Sighting)
 from ..services.expiry import index_day, shard_of
 
 
@@ -28,6 +29,8 @@ class MemoryAccountStore:
         self.orders: dict[str, OrderState] = {}
         self.redemptions: dict[tuple[str, str], Redemption] = {}
         self.stock: dict[str, int] = {}
+        self.reviews: dict[str, Review] = {}
+        self.sightings: dict[str, Sighting] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -77,6 +80,27 @@ class MemoryAccountStore:
     def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None:
         return self.entries.get(member_id, {}).get(entry_id)
 
+    def load_activity_context(self, member_id: str, idempotency_key: str,
+                              sighting_keys: tuple[str, ...] = ()) -> ActivityContext:
+        profile = getattr(self, "profiles", {}).get(member_id)
+        return ActivityContext(account=self.load_account(member_id, with_lots=False),
+                               time_zone=profile.time_zone if profile else None,
+                               idempotency=self.idempotency.get(idempotency_key),
+                               sightings={k: self.sightings.get(k, Sighting(key=k)) for k in sighting_keys})
+
+    def get_review(self, review_id: str) -> Review | None:
+        return self.reviews.get(review_id)
+
+    def reviews_page(self, status: str, cursor: str | None, limit: int) -> tuple[list[Review], str | None]:
+        from .ledger.reviews import decoded_cursor, encode_cursor   # the same cursors as DynamoDB's
+        keyed = sorted((f"{utc_key(r.created_at)}#{r.review_id}", r) for r in self.reviews.values()
+                       if r.status == status)
+        if cursor:
+            after = decoded_cursor(cursor)
+            keyed = [(k, r) for k, r in keyed if k > after]
+        page = keyed[:limit]
+        return [r for _, r in page], (encode_cursor(page[-1][0]) if len(keyed) > limit else None)
+
     @staticmethod
     def _entry_key(entry: LedgerEntry) -> str:
         return f"{utc_key(entry.recorded_at)}#{entry.entry_id}"
@@ -102,6 +126,16 @@ class MemoryAccountStore:
             current_order = self.orders.get(change.order.order_id)
             if (current_order.version if current_order else 0) != change.order.version:
                 raise ConcurrentUpdate("order moved")
+        if change.review is not None:
+            current_review = self.reviews.get(change.review.review_id)
+            if change.review_expected_status is None and current_review is not None:
+                raise AlreadyApplied(change.review.review_id)
+            if change.review_expected_status is not None and (
+                    current_review is None or current_review.status != change.review_expected_status):
+                raise ConcurrentUpdate("review moved")
+        for sighting in change.sightings:
+            if self.sightings.get(sighting.key, Sighting(key=sighting.key)).version != sighting.version:
+                raise ConcurrentUpdate("sighting moved")
         if change.touches_account:
             account = self.accounts.get(member, Account(member_id=member))
             if change.expected_version is not None and account.version != change.expected_version:
@@ -131,6 +165,10 @@ class MemoryAccountStore:
             self.orders[change.order.order_id] = replace(change.order, version=change.order.version + 1)
         if change.stock is not None:
             self.stock[change.stock.item_id] = self.stock.get(change.stock.item_id, 0) + change.stock.delta
+        if change.review is not None:
+            self.reviews[change.review.review_id] = change.review
+        for sighting in change.sightings:
+            self.sightings[sighting.key] = replace(sighting, version=sighting.version + 1)
         if not change.touches_account:
             return
         account = self.accounts.get(member, Account(member_id=member))

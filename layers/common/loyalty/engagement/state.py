@@ -24,6 +24,7 @@ class DayCounter:
     day: str | None = None            # member-local date (YYYY-MM-DD) the counter is for
     points: int = 0                   # non-order points credited or held that day
     recent: tuple[str, ...] = ()      # utc keys of the latest activities, newest last
+    tasks: tuple[str, ...] = ()       # limited-time tasks whose bonus the member had (pruned once ended)
 
     def today(self, day: str) -> "DayCounter":
         """The counter for `day`: a new day starts at 0 (recent activities are kept)."""

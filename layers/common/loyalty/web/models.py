@@ -177,3 +177,21 @@ class CampaignBody(BaseModel):
         if bad:
             raise ValueError(f"not member ids: {', '.join(bad[:5])}")
         return list(dict.fromkeys(value))
+
+
+class ActivityBody(BaseModel):
+    """An activity a member did (E1): its type is checked against the rules by the service."""
+    model_config = ConfigDict(extra="forbid")
+    activity_id: StrictStr = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    type: StrictStr = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    occurred_at: StrictStr
+    ip: StrictStr | None = Field(None, min_length=1, max_length=64)
+    device_id: StrictStr | None = Field(None, min_length=1, max_length=256)
+
+    _occurred = field_validator("occurred_at")(lambda cls, v: _time(v))
+
+
+class ReviewDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    note: StrictStr = Field("", max_length=1000)

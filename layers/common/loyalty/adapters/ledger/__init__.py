@@ -14,6 +14,8 @@ Item layout (PK / SK):
   MEMBER#<id> / CONSENT#<channel>#...     one consent decision                       consents.py
   MEMBER#<id> / DISPUTE#<id>              a dispute of one entry                     disputes.py
   REVIEW#disputes / <created utc>#<id>    the operators' review queue (open disputes) disputes.py
+  REVIEW#<id> / REVIEW, REVIEWS#<status> / <created utc>#<id>   held earnings' reviews   reviews.py
+  DEVICE#<hash> / SEEN, IP#<hash> / SEEN  members seen on one device / IP (risk, TTL)  reviews.py
 Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>.
 
 Stores: DynamoAccountStore (accounts.py), DynamoProfileStore (members.py),
@@ -29,9 +31,11 @@ from .base import LedgerTable
 from .consents import DynamoConsentStore
 from .disputes import DynamoDisputeStore
 from .members import DynamoProfileStore
+from .reviews import DynamoReviewStore
 
 
-class DynamoLedgerStore(DynamoAccountStore, DynamoProfileStore, DynamoConsentStore, DynamoDisputeStore):
+class DynamoLedgerStore(DynamoAccountStore, DynamoProfileStore, DynamoConsentStore, DynamoDisputeStore,
+                        DynamoReviewStore):
     """Implements `loyalty.ports.LedgerStore`: the four stores over one table, for callers
     that take the whole ledger side (the messaging side, the operator tools). The table
     name is the settings' unless given; `client` (tests, the benchmark) replaces the
@@ -43,7 +47,8 @@ class DynamoLedgerStore(DynamoAccountStore, DynamoProfileStore, DynamoConsentSto
         DynamoProfileStore.__init__(self, table)
         DynamoConsentStore.__init__(self, table)
         DynamoDisputeStore.__init__(self, table)
+        DynamoReviewStore.__init__(self, table)
 
 
 __all__ = ["DynamoAccountStore", "DynamoConsentStore", "DynamoDisputeStore", "DynamoLedgerStore",
-           "DynamoProfileStore", "LedgerTable"]
+           "DynamoProfileStore", "DynamoReviewStore", "LedgerTable"]

@@ -163,6 +163,9 @@ class DynamoAccountStore:
             if move.delta > 0 and move.limit is not None:
                 condition = stock.issued.does_not_exist() | (stock.issued <= move.limit - move.delta)
             tx.update("stock", stock(stock_pk(move.item_id), STOCK), [stock.issued.add(move.delta)], condition)
+        if change.review is not None or change.sightings:
+            from .reviews import add_review_writes
+            add_review_writes(tx, self.table, change)
         if not change.touches_account:
             return tx
 
@@ -199,6 +202,8 @@ def _commit_error(cancelled: Cancelled, change: Change) -> Exception:
         return AlreadyApplied(change.idempotency.key)
     if "redemption" in failed and change.redemption_expected_status is None:
         return AlreadyApplied(change.redemption.redemption_id)
+    if "review" in failed and change.review_expected_status is None:
+        return AlreadyApplied(change.review.review_id)
     if "stock" in failed:
         return Conflict(f"{change.stock.item_id} is out of stock")
     if failed:
