@@ -154,9 +154,11 @@ class UnitMeter:
         elif name == "GetItem":
             self._read([parsed["Item"]] if "Item" in parsed else [{}], params.get("ConsistentRead", False))
         elif name == "BatchGetItem":
-            for table, items in parsed.get("Responses", {}).items():
-                consistent = params.get("RequestItems", {}).get(table, {}).get("ConsistentRead", False)
-                self._read(items, consistent)
+            # each key is billed as its own GetItem: at least one unit, found or not
+            for table, request in params.get("RequestItems", {}).items():
+                found = parsed.get("Responses", {}).get(table, [])
+                missing = len(request.get("Keys", [])) - len(found)
+                self._read(found + [{}] * max(missing, 0), request.get("ConsistentRead", False))
         elif name in ("Query", "Scan"):
             self._read(parsed.get("Items", []), params.get("ConsistentRead", False), per_item=False)
         elif name == "TransactGetItems":
