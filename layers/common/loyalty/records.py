@@ -39,6 +39,12 @@ class OrderState:
     points_taken_back: int = 0
     cancelled: bool = False
     version: int = 0
+    # What hung on the order's payment (loyalty.engagement.milestones), reversed with its refund:
+    counted: bool = False                          # counted in the member's paid orders (E2)
+    bonuses: tuple[tuple[str, str, int, str], ...] = ()   # (rule id, member credited, points, lot id)
+    rewarded: tuple[str, ...] = ()                 # once-per-member rules this order reached
+    badges: tuple[str, ...] = ()
+    gift: str | None = None                        # the upgrade gift's redemption id
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class Change:
     redemption_expected_status: str | None = None   # None: must not exist yet
     stock: StockMove | None = None
     touches_account: bool = True
+    # Other members' accounts written in the same transaction (a referrer's reward): each a
+    # Change of the account part only (no idempotency record, order, redemption or stock).
+    also: tuple["Change", ...] = ()
     # The member's new engagement state (loyalty.engagement.state), written with the account
     # under its version check: only with an expected_version (a change planned on a read).
     engagement: "Engagement | None" = None
@@ -90,6 +99,10 @@ class Change:
     def __post_init__(self):
         if self.engagement is not None and (self.expected_version is None or not self.touches_account):
             raise ValueError("the engagement state is written only with the account it was read with")
+        for other in self.also:
+            if (other.idempotency, other.order, other.redemption, other.stock, other.also) != (None,) * 4 + ((),) \
+                    or not other.touches_account or other.member_id == self.member_id:
+                raise ValueError("another member's part of a change is its account, lots and entries only")
 
 
 @dataclass(frozen=True)

@@ -102,15 +102,16 @@ class MemoryAccountStore:
             current_order = self.orders.get(change.order.order_id)
             if (current_order.version if current_order else 0) != change.order.version:
                 raise ConcurrentUpdate("order moved")
-        if change.touches_account:
+        for part in ((change,) if change.touches_account else ()) + change.also:
+            member = part.member_id
             account = self.accounts.get(member, Account(member_id=member))
-            if change.expected_version is not None and account.version != change.expected_version:
+            if part.expected_version is not None and account.version != part.expected_version:
                 raise ConcurrentUpdate("account moved")
-            if change.expected_version is None and account.last_tx is not None and change.last_tx is not None \
-                    and account.last_tx >= change.last_tx:
+            if part.expected_version is None and account.last_tx is not None and part.last_tx is not None \
+                    and account.last_tx >= part.last_tx:
                 raise ConcurrentUpdate("clock behind the member's last entry")
             lots = self.lots.get(member, {})
-            for write in change.lots:
+            for write in part.lots:
                 current_lot = lots.get(write.lot.lot_id)
                 if write.new and current_lot is not None:
                     raise ConcurrentUpdate("lot exists")
@@ -131,8 +132,11 @@ class MemoryAccountStore:
             self.orders[change.order.order_id] = replace(change.order, version=change.order.version + 1)
         if change.stock is not None:
             self.stock[change.stock.item_id] = self.stock.get(change.stock.item_id, 0) + change.stock.delta
-        if not change.touches_account:
-            return
+        for part in ((change,) if change.touches_account else ()) + change.also:
+            self._apply_account(part)
+
+    def _apply_account(self, change: Change) -> None:
+        member = change.member_id
         account = self.accounts.get(member, Account(member_id=member))
         self.accounts[member] = replace(account, balance=account.balance + change.balance_delta,
                                         debt=account.debt + change.debt_delta, version=account.version + 1,

@@ -163,9 +163,15 @@ class DynamoAccountStore:
             if move.delta > 0 and move.limit is not None:
                 condition = stock.issued.does_not_exist() | (stock.issued <= move.limit - move.delta)
             tx.update("stock", stock(stock_pk(move.item_id), STOCK), [stock.issued.add(move.delta)], condition)
-        if not change.touches_account:
-            return tx
+        if change.touches_account:
+            self._account_part(tx, change, "account")
+        for other in change.also:   # another member's account (a referrer's reward)
+            self._account_part(tx, other, ("account", other.member_id))
+        return tx
 
+    def _account_part(self, tx: Transaction, change: Change, label) -> None:
+        """The member's item (under its version, or after its newest entry when no read
+        happened), its lots and its entries."""
         member = self.Member
         actions = [member.balance.add(change.balance_delta), member.debt.add(change.debt_delta),
                    member.version.add(1), member.member_id.set(change.member_id)]
@@ -180,12 +186,11 @@ class DynamoAccountStore:
             condition = member.version.does_not_exist()
         else:
             condition = member.version == change.expected_version
-        tx.update("account", member(member_pk(change.member_id), PROFILE), actions, condition)
+        tx.update(label, member(member_pk(change.member_id), PROFILE), actions, condition)
         for write in change.lots:
             add_lot_write(tx, self.Lot, change.member_id, write, self.shards)
         for entry in change.entries:
             tx.put("entry", entry_item(self.Entry, member_pk(change.member_id), entry))
-        return tx
 
 
 def _commit_error(cancelled: Cancelled, change: Change) -> Exception:
