@@ -16,11 +16,10 @@ from loyalty.services.expiry import expire_due_lots
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.queries import ledger_page, points_view, reconcile
 from loyalty.services.redemptions import cancel_redemption, fulfil_redemption, redeem
+from tests.orders_only import ORDERS_ONLY
 
 T0 = parse_time("2026-03-10T10:00:00+08:00")
-# The ledger's own behaviour, without what engagement adds on orders (milestones, gifts,
-# the member day): tests/engagement_contract.py covers those, with the defaults.
-ORDERS_ONLY = {"milestones": {"orders": [], "gift": {"every_orders": None}}, "member_day": {"day_of_month": None}}
+# The ledger's own behaviour, without what engagement adds on orders (tests/orders_only.py)
 RULES = build_rules(ORDERS_ONLY)
 
 

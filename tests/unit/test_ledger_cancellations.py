@@ -28,7 +28,7 @@ from loyalty.services.adjustments import adjust_points
 from loyalty.services.expiry import expire_due_lots
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.redemptions import cancel_redemption, fulfil_redemption, redeem
-from tests.ledger_contract import ORDERS_ONLY
+from tests.orders_only import ORDERS_ONLY
 from tests.unit.dynamo_stub import Answer, StubDynamo
 
 T0 = parse_time("2026-03-10T10:00:00+08:00")

@@ -7,7 +7,7 @@ from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.domain import parse_time
 from loyalty.messaging.planning import plan_reminders
 from loyalty.rules import build_rules
-from tests.ledger_contract import ORDERS_ONLY
+from tests.orders_only import ORDERS_ONLY
 from loyalty.services.orders import OrderEvent, handle_order_event
 
 RULES = build_rules(ORDERS_ONLY)
