@@ -109,17 +109,17 @@ def reward_opt_in(accounts: AccountStore, rules: "Rules", member_id: str, now: d
 def bonus_change(rules: "Rules", account: Account, bonuses: list[Bonus], now: datetime, engagement,
                  source: str) -> Change:
     """The member's account with one lot and one EARN entry per bonus (ids from the
-    member and the rule: each rule is credited once), the points settling a debt first,
+    member, the rule and the source: a referrer's one per referee), the points settling a debt first,
     and its new engagement state, under the version read."""
     member = account.member_id
     t = next_tx_time(now, account.last_tx)
     debt, lots, entries = account.debt, [], []
     for bonus in bonuses:
-        lot_id = "m-" + stable_id(member, bonus.rule_id)
+        lot_id = "m-" + stable_id(member, bonus.rule_id, source)
         remaining, debt = settle_debt(bonus.points, debt)
         lots.append(LotWrite(Lot(lot_id=lot_id, earned_at=now, expires_at=add_months(now, rules.expiry.months),
                                  points=bonus.points, remaining=remaining, source=source), new=True))
-        entries.append(LedgerEntry(entry_id=stable_id(member, bonus.rule_id, "bonus"), type=EntryType.EARN,
+        entries.append(LedgerEntry(entry_id=stable_id(member, bonus.rule_id, source, "bonus"), type=EntryType.EARN,
                                    amount=bonus.points, recorded_at=t, reason=bonus.reason, source=source,
                                    lots=((lot_id, bonus.points),), meta={"rule": bonus.rule_id}))
     entries = in_sequence(entries)
