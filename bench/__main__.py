@@ -41,6 +41,7 @@ def run() -> None:
     with start_emulator() as aws:
         from bench import ledger
         ledger.credits(counter, row)
+        ledger.referred_first_orders(aws, counter, row)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                               due=int(os.environ.get("BENCH_DUE", "300")))
         from bench import messaging
