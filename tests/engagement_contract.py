@@ -256,3 +256,51 @@ def test_the_first_opt_in_on_any_channel_earns_50_once(store):
     record_consent(store, Consent("ana", "wechat", "opted_in", "wechat:follow", T0), store, RULES, T0)
     assert by_rule(store, "ana") == {"first_opt_in": 50} and balance(store, "ana") == 50
     reconciled(store)
+
+
+# --- pending points: the return window (L5) ------------------------------------------------------
+
+WINDOW = build_rules({"pending": {"return_window_days": 14}})
+
+
+def release(store, at):
+    from loyalty.services.pending import release_pending
+    return release_pending(store, WINDOW, at, 4, 7)
+
+
+def test_order_points_wait_out_the_return_window_unspendable_then_become_a_lot(store):
+    result = handle_order_event(store, WINDOW, paid("e1", "o1", 5000), T0)
+    assert result["points"] == 0 and balance(store) == 0                        # nothing credited yet
+    view = points_view(store, "m1", T0, "Asia/Shanghai")
+    assert (view["pending"], view["spendable"], view["lots"]) == (150, 0, [])   # 50 + the first order's 100
+    with pytest.raises(Conflict):
+        redeem(store, WINDOW, "m1", "free-shipping", "k1", T0)
+    assert release(store, T0 + timedelta(days=13)) == 0
+    assert release(store, T0 + timedelta(days=14)) == 1
+    view = points_view(store, "m1", T0 + timedelta(days=14), "Asia/Shanghai")
+    assert (view["balance"], view["pending"], view["spendable"]) == (150, 0, 150)
+    assert by_rule(store) == {"first_order": 100}
+    assert release(store, T0 + timedelta(days=15)) == 0                         # never twice
+    reconciled(store)
+
+
+def test_a_refund_inside_the_window_takes_from_the_pending_points_and_leaves_no_debt(store):
+    handle_order_event(store, WINDOW, paid("e1", "o1", 20000), T0)               # 220 + 100 pending
+    assert handle_order_event(store, WINDOW, refunded("e2", "o1", 20000, 5000), T0)["points"] == 0
+    assert points_view(store, "m1", T0, "Asia/Shanghai")["pending"] == 165 + 75
+    release(store, T0 + timedelta(days=15))
+    assert balance(store) == 240 and store.load_account("m1", with_lots=False).engagement.pending == 0
+    # after the release a refund takes from the lot, as without a window
+    assert handle_order_event(store, WINDOW, cancelled("e3", "o1", 20000), T0 + timedelta(days=16))["points"] == -240
+    assert balance(store) == 0
+    reconciled(store)
+
+
+def test_a_cancellation_inside_the_window_drops_the_pending_points_and_the_release_finds_nothing(store):
+    handle_order_event(store, WINDOW, paid("e1", "o1", 5000), T0)
+    handle_order_event(store, WINDOW, cancelled("e2", "o1", 5000), T0 + timedelta(days=1))
+    account = store.load_account("m1", with_lots=False)
+    assert (account.balance, account.debt, account.engagement.pending) == (0, 0, 0)
+    assert account.engagement.progress.orders_paid == 0
+    assert release(store, T0 + timedelta(days=15)) == 0 and balance(store) == 0
+    reconciled(store)

@@ -11,7 +11,8 @@ from typing import Iterator
 from ..domain import Account, LedgerEntry, Lot, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken
 from ..ports import CONTACTS
-from ..records import Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, Profile, Redemption
+from ..records import (Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState, PendingCredit,
+                       Profile, Redemption)
 from ..services.expiry import index_day, shard_of
 
 
@@ -28,6 +29,7 @@ class MemoryAccountStore:
         self.orders: dict[str, OrderState] = {}
         self.redemptions: dict[tuple[str, str], Redemption] = {}
         self.stock: dict[str, int] = {}
+        self.pendings: dict[tuple[str, str], PendingCredit] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -60,6 +62,16 @@ class MemoryAccountStore:
                 and (since is None or lot.expires_at >= since)]
         if page:
             yield sorted(page, key=lambda d: (utc_key(d.expires_at), d.member_id, d.lot_id))
+
+    def get_pending(self, member_id: str, order_id: str) -> PendingCredit | None:
+        return self.pendings.get((member_id, order_id))
+
+    def due_pending(self, day: date, shard: int, until: datetime) -> Iterator[list[tuple[str, str]]]:
+        page = sorted((utc_key(p.release_at), p.member_id, p.order_id) for p in self.pendings.values()
+                      if p.status == "pending" and shard_of(p.member_id, self.shards) == shard
+                      and index_day(p.release_at) == day and p.release_at <= until)
+        if page:
+            yield [(member, order) for _, member, order in page]
 
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         keyed = sorted(((self._entry_key(e), e) for e in self.entries.get(member_id, {}).values()), reverse=True)
@@ -98,6 +110,10 @@ class MemoryAccountStore:
             if change.redemption_expected_status is not None and (
                     current is None or current.status != change.redemption_expected_status):
                 raise ConcurrentUpdate("redemption moved")
+        if change.pending is not None:
+            current_pending = self.pendings.get((change.pending.member_id, change.pending.order_id))
+            if (current_pending.version if current_pending else 0) != change.pending.version:
+                raise ConcurrentUpdate("pending credit moved")
         if change.order is not None:
             current_order = self.orders.get(change.order.order_id)
             if (current_order.version if current_order else 0) != change.order.version:
@@ -132,6 +148,9 @@ class MemoryAccountStore:
             self.orders[change.order.order_id] = replace(change.order, version=change.order.version + 1)
         if change.stock is not None:
             self.stock[change.stock.item_id] = self.stock.get(change.stock.item_id, 0) + change.stock.delta
+        if change.pending is not None:
+            self.pendings[(change.pending.member_id, change.pending.order_id)] = replace(
+                change.pending, version=change.pending.version + 1)
         for part in ((change,) if change.touches_account else ()) + change.also:
             self._apply_account(part)
 

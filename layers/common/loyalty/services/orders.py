@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, iso, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
@@ -14,7 +14,7 @@ from ..engagement.member_day import member_day_bonus
 from ..engagement.milestones import (REFERRAL_FIRST_ORDER, Bonus, plan_order_milestones, referral_flag,
                                      undo_order)
 from ..errors import ConcurrentUpdate
-from ..records import Change, IdempotencyRecord, OrderState, Redemption
+from ..records import Change, IdempotencyRecord, OrderState, PendingCredit, Redemption
 from ._retry import with_retries
 from .redemptions import voucher_code
 
@@ -70,7 +70,8 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
                           for _, member, _, _ in order.bonuses if member != event.member_id}
                 if order.gift is not None:
                     gift = store.get_redemption(event.member_id, order.gift)
-            change, points, balance = _plan_refund(rules, event, account, order, now, others, gift)
+            waiting = store.get_pending(event.member_id, event.order_id) if order is not None and order.pending else None
+            change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting)
         response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance}
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
         try:
@@ -227,6 +228,20 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
         gift = Redemption(redemption_id=gift_id, member_id=event.member_id, item_id=rules.milestones.gift.item_id,
                           points=0, status="completed", code=voucher_code(gift_id), created_at=now,
                           request_hash="gift", history=(("completed", iso(now)),))
+    window = rules.pending.return_window_days
+    if window and credit.lot is not None and credit.balance_delta > 0:
+        # A return window: the member's points wait in a pending credit, in no lot, until
+        # the release after the window credits them (what the referrer earns does not wait).
+        parts = [("order", earned, net, "order paid")] + [(b.rule_id, b.points, n, b.reason) for b, n in own if n]
+        waiting = PendingCredit(member_id=event.member_id, order_id=event.order_id,
+                                release_at=event.occurred_at + timedelta(days=window), lot_id=lot_id,
+                                earned_at=event.occurred_at, expires_at=expires_at, source=source, parts=tuple(parts))
+        engagement = replace(engagement, pending=engagement.pending + waiting.points)
+        state = replace(state, lot_id=lot_id, counted=counts, bonuses=tuple(recorded), pending=True,
+                        rewarded=milestones.rewarded if milestones else (),
+                        badges=milestones.badges if milestones else (), gift=gift.redemption_id if gift else None)
+        return Change(member_id=event.member_id, expected_version=account.version, order=state,
+                      engagement=engagement, redemption=gift, also=tuple(also), pending=waiting), 0, account.balance
     state = replace(state, lot_id=lot_id if credit.lot else None, counted=counts, bonuses=tuple(recorded),
                     rewarded=milestones.rewarded if milestones else (), badges=milestones.badges if milestones else (),
                     gift=gift.redemption_id if gift else None)
@@ -275,7 +290,7 @@ def _take_back(rules: Rules, account: Account, takes: list[tuple[LedgerEntry, in
 
 def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: OrderState | None,
                  now: datetime, others: dict[str, Account] | None = None,
-                 gift: Redemption | None = None) -> tuple[Change, int, int]:
+                 gift: Redemption | None = None, waiting: PendingCredit | None = None) -> tuple[Change, int, int]:
     cancelled = event.type == "order.cancelled"
     amount = order.amount_minor if order is not None and order.paid else event.amount_minor
     previous = order.refunded_minor if order else 0
@@ -319,7 +334,18 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
     if became_full and gift is not None and gift.status == "completed":
         withdrawn = replace(gift, status="cancelled", history=gift.history + (("cancelled", iso(now)),))
 
-    own = _take_back(rules, account, takes.pop(event.member_id), now)
+    mine = takes.pop(event.member_id)
+    left = None
+    if waiting is not None and waiting.status == "pending":
+        # Inside the return window: the member's points are taken from the pending credit
+        # (never a debt); nothing of theirs is in a lot yet.
+        parts = tuple((rule, given, given - _taken_back_target(given, amount, refunded), why)
+                      for rule, given, _, why in waiting.parts)
+        left = replace(waiting, parts=parts, status="refunded" if not any(k for _, _, k, _ in parts) else "pending")
+        pending = account.engagement.pending - (waiting.points - left.points)
+        engagement = replace(engagement or account.engagement, pending=pending)
+        mine = []
+    own = _take_back(rules, account, mine, now)
     also = []
     for member, member_takes in takes.items():
         other = (others or {}).get(member)
@@ -328,10 +354,10 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
             also.append(Change(member_id=member, expected_version=other.version, balance_delta=theirs.balance_delta,
                                debt_delta=theirs.debt_delta, last_tx=theirs.last_tx, lots=theirs.lots,
                                entries=theirs.entries))
-    if not own.entries and not also and engagement is None and withdrawn is None:
+    if not own.entries and not also and engagement is None and withdrawn is None and left is None:
         return Change(member_id=event.member_id, expected_version=None, order=state, touches_account=False), 0, account.balance
     change = Change(member_id=event.member_id, expected_version=account.version, balance_delta=own.balance_delta,
                     debt_delta=own.debt_delta, last_tx=own.last_tx, lots=own.lots, entries=own.entries, order=state,
                     engagement=engagement, redemption=withdrawn,
-                    redemption_expected_status="completed" if withdrawn else None, also=tuple(also))
+                    redemption_expected_status="completed" if withdrawn else None, also=tuple(also), pending=left)
     return change, own.balance_delta, account.balance + own.balance_delta

@@ -52,7 +52,8 @@ def order_item(model: type[OrderItem], order: OrderState) -> OrderItem:
 
 def _engagement_document(order: OrderState) -> dict | None:
     document = {"counted": order.counted, "bonuses": [list(b) for b in order.bonuses],
-                "rewarded": list(order.rewarded), "badges": list(order.badges), "gift": order.gift}
+                "rewarded": list(order.rewarded), "badges": list(order.badges), "gift": order.gift,
+                "pending": order.pending}
     return {k: v for k, v in document.items() if v not in (False, [], None)} or None
 
 
@@ -69,7 +70,7 @@ def _engagement_of(document: dict | None) -> dict:
     return {"counted": bool(document.get("counted", False)),
             "bonuses": tuple((r, m, int(p), lot) for r, m, p, lot in document.get("bonuses", ())),
             "rewarded": tuple(document.get("rewarded", ())), "badges": tuple(document.get("badges", ())),
-            "gift": document.get("gift")}
+            "gift": document.get("gift"), "pending": bool(document.get("pending", False))}
 
 
 def idempotency_item(model: type[IdempotencyItem], record: IdempotencyRecord) -> IdempotencyItem:
