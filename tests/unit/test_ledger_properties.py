@@ -39,10 +39,10 @@ MAX_SKEW = timedelta(days=3)   # how far behind a caller's clock may be
 class LedgerMachine(RuleBasedStateMachine):
     re_reads = 0   # members the expiry had to read again, across every example run
 
-    @initialize(policy=st.sampled_from(["allow", "clamp"]))
-    def setup(self, policy):
+    @initialize(policy=st.sampled_from(["allow", "clamp"]), window=st.sampled_from([0, 0, 14]))
+    def setup(self, policy, window):
         self.store = MemoryLedgerStore()
-        self.rules = build_rules({"refunds": {"negative_balance": policy}})
+        self.rules = build_rules({"refunds": {"negative_balance": policy}, "pending": {"return_window_days": window}})
         self.now = self.latest = START      # `latest`: the furthest any clock has been
         self.counter = 0
         self.orders: dict[str, tuple[str, int, int]] = {}  # order -> member, amount, refunded
@@ -121,6 +121,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def nightly_expiry(self):
         self._expire(self.now)
+        if self.rules.pending.return_window_days:
+            from loyalty.services.pending import release_pending
+            if release_pending(self.store, self.rules, self.now, 4, 7 + MAX_SKEW.days):
+                hypothesis.event("pending points released")
 
     @rule(days_back=st.integers(1, 60))
     def rerun_a_past_night(self, days_back):
@@ -158,6 +162,16 @@ class LedgerMachine(RuleBasedStateMachine):
     def consent(self, member, channel, status):
         record_consent(self.store, Consent(member, channel, "opted_in" if status else "opted_out", "api", self.now),
                        self.store, self.rules, self.now)
+
+    @invariant()
+    def pending_points_are_what_the_pending_credits_hold(self):
+        if not hasattr(self, "store"):
+            return
+        for member in MEMBERS:
+            held = sum(h[2] for h in self.store.load_account(member, with_lots=False).engagement.progress.held
+                       if h[1] == member)
+            waiting = sum(p.points for (m, _), p in self.store.pendings.items() if m == member)
+            assert self.store.load_account(member, with_lots=False).engagement.pending == waiting + held
 
     @invariant()
     def every_rule_nets_between_nothing_and_what_it_gives(self):

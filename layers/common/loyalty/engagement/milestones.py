@@ -71,17 +71,20 @@ def plan_order_milestones(rules: "MilestoneRules", referrals: "ReferralRules", p
     return OrderMilestones(new, tuple(bonuses), tuple(rewarded), tuple(badges), gift)
 
 
-def undo_order(progress: Progress, order: "OrderState") -> Progress:
+def undo_order(progress: Progress, order: "OrderState", kept: frozenset[str] = frozenset(),
+               kept_badges: frozenset[str] = frozenset()) -> Progress:
     """A counted order fully refunded or cancelled: it no longer counts, and what it
     reached (whose points the refund took back exactly) can be reached again by the next
     order that gets there. A member who returns a first order is still welcomed on the
     real one; a member who orders and cancels gains nothing, since each cancellation
-    takes back all the order gave."""
+    takes back all the order gave. `kept`: rules whose points could not all be taken
+    back (spent, under the clamp policy): they stay rewarded, with their badges, so that
+    ordering, spending and cancelling cannot earn a milestone twice."""
     if not order.counted:
         return progress
     return replace(progress, orders_paid=max(0, progress.orders_paid - 1),
-                   rewarded=tuple(r for r in progress.rewarded if r not in order.rewarded),
-                   badges=tuple(b for b in progress.badges if b not in order.badges),
+                   rewarded=tuple(r for r in progress.rewarded if r not in order.rewarded or r in kept),
+                   badges=tuple(b for b in progress.badges if b not in order.badges or b in kept_badges),
                    gifts=max(0, progress.gifts - (1 if order.gift else 0)),
                    held=tuple(h for h in progress.held if h[0] not in order.rewarded))
 

@@ -76,7 +76,9 @@ def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, ref
                 if points:
                     progress = replace(progress, held=progress.held + (
                         (REFERRAL_JOIN, me, points, decision.reason), (REFERRAL_JOIN_REFERRER, referrer, points, decision.reason)))
-                    pending, their_pending = pending + points, their_pending + points
+                    # the member's own held points are its `pending`; the referrer's share is
+                    # held on the referral (this member's progress), for the review to decide
+                    pending += points
             elif points:
                 bonuses.append(Bonus(REFERRAL_JOIN, points, f"referral {REFERRAL_JOIN}: joined on {referrer}'s referral"))
                 their_bonuses.append(Bonus(REFERRAL_JOIN_REFERRER, points,

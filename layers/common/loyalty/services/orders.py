@@ -288,6 +288,13 @@ def _take_back(rules: Rules, account: Account, takes: list[tuple[LedgerEntry, in
     return _Taken(writes, entries, balance_delta, debt_delta, entries[-1].recorded_at if entries else None)
 
 
+def _unreturned(rules: Rules, entries: tuple[LedgerEntry, ...]) -> list[str]:
+    """The rules whose take-back fell short and was clamped (not recorded as a debt)."""
+    if rules.refunds.negative_balance != "clamp":
+        return []
+    return [e.meta["rule"] for e in entries if e.meta.get("shortfall") and e.meta.get("rule")]
+
+
 def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: OrderState | None,
                  now: datetime, others: dict[str, Account] | None = None,
                  gift: Redemption | None = None, waiting: PendingCredit | None = None) -> tuple[Change, int, int]:
@@ -326,15 +333,20 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
     # its upgrade gift (if still unused) is withdrawn.
     became_full = refunded >= amount > previous
     engagement = None
-    if became_full and base.counted:
-        progress = undo_order(account.engagement.progress, base)
-        engagement = replace(account.engagement, progress=progress)
-        state = replace(state, counted=False)
     withdrawn = None
     if became_full and gift is not None and gift.status == "completed":
         withdrawn = replace(gift, status="cancelled", history=gift.history + (("cancelled", iso(now)),))
 
     mine = takes.pop(event.member_id)
+    if became_full and base.counted:
+        # what could not be taken back (spent, clamped) stays rewarded: see undo_order
+        in_window = waiting is not None and waiting.status == "pending"   # taken from the pending credit: in full
+        kept = frozenset(() if in_window else _unreturned(rules, _take_back(rules, account, mine, now).entries)) | frozenset(
+            rule for member, member_takes in takes.items() if (others or {}).get(member) is not None
+            for rule in _unreturned(rules, _take_back(rules, others[member], member_takes, now).entries))
+        badges = frozenset(m.badge for m in rules.milestones.orders if m.rule_id in kept and m.badge)
+        engagement = replace(account.engagement, progress=undo_order(account.engagement.progress, base, kept, badges))
+        state = replace(state, counted=False)
     left = None
     if waiting is not None and waiting.status == "pending":
         # Inside the return window: the member's points are taken from the pending credit
