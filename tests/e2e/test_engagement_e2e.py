@@ -112,3 +112,30 @@ def test_an_order_on_the_member_day_earns_double(engaged):
     day = api.order(paid(member, f"{member}-o1", 10000, occurred_at="2026-11-18T12:00:00+08:00"))
     assert day.json()["points"] == 240
     assert by_rule(api, member)["member_day"] == 120
+
+
+@pytest.fixture(scope="module")
+def windowed():
+    """A stack whose merchant set a 14-day return window."""
+    rules = '{"pending": {"return_window_days": 14}}'
+    with spawn_local_stack(env={"POWERTOOLS_LOG_LEVEL": "WARNING", "LOCAL_RULES": rules}, timeout=120) as running:
+        yield Api(running.api_url, token(running.api_url, subject="e2e-window", expires_in=86400))
+
+
+def test_with_a_return_window_order_points_are_pending_until_the_nightly_release(windowed):
+    api, member, other = windowed, new_member(), new_member()
+    future = "2027-01-10T12:00:00+08:00"          # the window ends after the service's clock: still pending
+    assert api.order(paid(member, f"{member}-o1", 5000, occurred_at=future)).json()["points"] == 0
+    assert api.order(paid(other, f"{other}-o1", 5000, occurred_at=future)).json()["points"] == 0
+    points = api.get(f"/members/{member}/points").json()
+    assert (points["balance"], points["pending"], points["spendable"]) == (0, 150, 0)
+    refused = api.post(f"/members/{member}/redemptions", {"item_id": "free-shipping", "idempotency_key": "k1"})
+    assert refused.status_code == 409                                   # pending points are not spendable
+    cancelled = api.order(refund(other, f"{other}-o1", 5000))           # inside the window: no debt
+    assert cancelled.status_code == 200 and cancelled.json()["points"] == 0
+    api.schedule("ExpiryScanFunction", "2027-01-25T00:05:00+08:00")      # the night after the window
+    points = api.get(f"/members/{member}/points").json()
+    assert (points["balance"], points["pending"]) == (150, 0)
+    assert by_rule(api, member) == {"first_order": 100}
+    other_points = api.get(f"/members/{other}/points").json()
+    assert (other_points["balance"], other_points["pending"]) == (0, 0)
