@@ -68,8 +68,9 @@ def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, ref
             decision = referral_decision(rules.referrals, me, referrer, _chain(accounts, other, rules.referrals.ring_depth),
                                          other.engagement.progress.referred, now)
             points = rules.referrals.join_points
-            theirs = replace(other.engagement.progress,
-                             referred=recent_referrals(other.engagement.progress.referred, now) + (utc_key(now),))
+            # the referrer's latest referrals, as many as the decision needs: the state stays small
+            recent = recent_referrals(other.engagement.progress.referred, now)[-rules.referrals.max_per_source_day:]
+            theirs = replace(other.engagement.progress, referred=recent + (utc_key(now),))
             their_pending, their_bonuses = other.engagement.pending, []
             progress = replace(progress, referrer=referrer, rewarded=progress.rewarded + (REFERRAL_JOIN,))
             if isinstance(decision, Hold):
