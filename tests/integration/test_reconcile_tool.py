@@ -4,6 +4,7 @@ from loyalty.rules import build_rules
 from loyalty.services.orders import handle_order_event
 from loyalty.tools import reconcile
 from tests.ledger_contract import T0, paid
+from tests.orders_only import ORDERS_ONLY
 
 
 def test_reconcile_passes_on_a_sound_ledger_and_names_a_tampered_member(fresh_aws):
