@@ -315,3 +315,17 @@ def test_a_cancellation_inside_the_window_drops_the_pending_points_and_the_relea
     assert account.engagement.progress.orders_paid == 0
     assert release(store, T0 + timedelta(days=15)) == 0 and balance(store) == 0
     reconciled(store)
+
+
+def test_referees_first_orders_at_once_credit_their_referrer_each_once(store):
+    from concurrent.futures import ThreadPoolExecutor
+    join(store, "ana")
+    referees = [f"r{i}" for i in range(5)]
+    for i, member in enumerate(referees):
+        join(store, member, referrer="ana", at=T0 + timedelta(minutes=i))
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(lambda m: handle_order_event(store, RULES, paid(f"e-{m}", f"o-{m}", 1000, member=m), T0),
+                                referees))
+    assert [r["points"] for r in results] == [110] * 5
+    assert balance(store, "ana") == 5 * 50 + 5 * 200
+    reconciled(store)

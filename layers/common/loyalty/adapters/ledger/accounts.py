@@ -185,7 +185,7 @@ class DynamoAccountStore:
         if change.touches_account:
             self._account_part(tx, change, "account")
         for other in change.also:   # another member's account (a referrer's reward)
-            self._account_part(tx, other, ("account", other.member_id))
+            self._account_part(tx, other, f"account:{other.member_id}")
         return tx
 
     def _account_part(self, tx: Transaction, change: Change, label) -> None:
