@@ -114,6 +114,31 @@ def activity_credits(counter, row, n: int = 30, meter=None, profiles: dict | Non
     row("duplicate activity: write calls", str(counter.writes), "0", counter.writes == 0)
 
 
+def referred_first_orders(aws, counter, row, n: int = 10) -> None:
+    """The first paid order of a referred member: the order, its milestone and the
+    referrer's reward in one transaction; the referrer's account is the one extra read."""
+    from loyalty.records import Profile
+    from loyalty.rules import build_rules
+    from loyalty.services.members import update_profile
+    store, rules, at = ledger_store(aws), build_rules(), parse_time("2026-11-20T14:03:00+08:00")
+    for i in range(n):   # set up through the service, not counted
+        update_profile(store, store, Profile(f"bench-ref{i}"), rules, at)
+        update_profile(store, store, Profile(f"bench-new{i}", referrer=f"bench-ref{i}"), rules, at)
+    orders = handler("order_webhook")
+    counter.reset()
+    for i in range(n):
+        body = {"event_id": f"bench-first-{i}", "type": "order.paid", "occurred_at": "2026-11-20T14:03:00+08:00",
+                "order": {"order_id": f"bench-first-o{i}", "member_id": f"bench-new{i}", "amount_minor": 5000,
+                          "currency": "CNY"}}
+        response = orders(order_event(body), Context())
+        assert response["statusCode"] == 200 and json.loads(response["body"])["points"] == 150, response
+    writes, reads = counter.writes / n, counter.reads / n
+    row("a referred member's first order (+ milestone, referrer's reward): write calls", f"{writes:.2f}", "1",
+        writes == 1)
+    row("a referred member's first order: read calls", f"{reads:.2f}", "≤ 2 (+ the referrer's account, once per member)",
+        reads <= 2)
+
+
 def ledger_store(aws):
     """The ledger adapter on the emulator, to load the figures' data (not counted)."""
     from loyalty.adapters.ledger import DynamoLedgerStore

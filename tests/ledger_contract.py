@@ -16,9 +16,11 @@ from loyalty.services.expiry import expire_due_lots
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.queries import ledger_page, points_view, reconcile
 from loyalty.services.redemptions import cancel_redemption, fulfil_redemption, redeem
+from tests.orders_only import ORDERS_ONLY
 
 T0 = parse_time("2026-03-10T10:00:00+08:00")
-RULES = build_rules()
+# The ledger's own behaviour, without what engagement adds on orders (tests/orders_only.py)
+RULES = build_rules(ORDERS_ONLY)
 
 
 def paid(event_id: str, order_id: str, amount: int, at: datetime = T0, member: str = "m1", currency: str = "CNY"):
@@ -179,7 +181,7 @@ def test_refunding_spent_points_leaves_a_negative_balance_that_new_points_settle
 
 
 def test_the_clamp_policy_stops_at_zero_and_records_the_shortfall(store):
-    rules = build_rules({"refunds": {"negative_balance": "clamp"}})
+    rules = build_rules({**ORDERS_ONLY, "refunds": {"negative_balance": "clamp"}})
     handle_order_event(store, rules, paid("e1", "o1", 100000), T0)
     redeem(store, rules, "m1", "coupon-10", "k1", T0)
     assert handle_order_event(store, rules, cancelled("e2", "o1", 100000), T0)["points"] == -20
@@ -252,7 +254,7 @@ def test_a_pending_redemption_holds_points_until_fulfilled_or_released(store):
 
 
 def test_an_item_out_of_stock_is_refused(store):
-    rules = build_rules({"catalog": [{"item_id": "rare", "name": "Rare", "points": 10, "stock": 1}]})
+    rules = build_rules({**ORDERS_ONLY, "catalog": [{"item_id": "rare", "name": "Rare", "points": 10, "stock": 1}]})
     handle_order_event(store, rules, paid("e1", "o1", 5000), T0)
     redeem(store, rules, "m1", "rare", "k1", T0)
     with pytest.raises(Conflict):
@@ -538,7 +540,7 @@ def test_the_engagement_state_is_written_with_the_account_and_kept_by_blind_writ
     from loyalty.records import Change
     handle_order_event(store, RULES, paid("e1", "o1", 10000), T0)
     account = store.load_account("m1", with_lots=False)
-    assert account.engagement == Engagement()
+    assert account.engagement == Engagement(progress=Progress(orders_paid=1))   # the order counted
     state = Engagement(counter=DayCounter(day="2026-03-10", points=35, recent=("2026-03-10T02:00:00.000000Z",)),
                        progress=Progress(orders_paid=1, rewarded=("first_order",), badges=("vip",), referrer="m9"),
                        tier=TierState(name="silver", qualifying=(("2026-03-10", 120),), review_on="2026-06-08"),

@@ -1,9 +1,11 @@
-"""Nightly (EventBridge Scheduler): expire every lot due at the scheduled time."""
+"""Nightly (EventBridge Scheduler): expire every lot due at the scheduled time, and
+release the order points whose return window has ended (L5; none when the window is 0)."""
 from aws_lambda_powertools import Logger
 
 from loyalty import wiring
 from loyalty.domain import parse_time
 from loyalty.services.expiry import expire_due_lots
+from loyalty.services.pending import release_pending
 from loyalty.settings import settings
 
 logger = Logger()
@@ -15,4 +17,7 @@ def handler(event, context):
     catch_up = event.get("catch_up_days", wiring.rules().expiry.catch_up_days)
     summary = expire_due_lots(wiring.account_store(), now, settings().expiry_shards, int(catch_up))
     logger.info("expiry run", extra=summary.as_dict())
-    return summary.as_dict()
+    rules = wiring.rules()
+    released = release_pending(wiring.account_store(), rules, now, settings().expiry_shards, int(catch_up)) \
+        if rules.pending.return_window_days else 0
+    return {**summary.as_dict(), **({"pending_released": released} if released else {})}

@@ -42,7 +42,8 @@ def put_member(member_id: str):
     body, _ = _body("ProfileBody")
     profile = Profile(member_id=check_member_id(member_id),
                       **{**body.model_dump(), "preferred_channels": tuple(body.preferred_channels)})
-    return reply(200, members.update_profile(wiring.profile_store(), wiring.account_store(), profile))
+    return reply(200, members.update_profile(wiring.profile_store(), wiring.account_store(), profile, wiring.rules(),
+                                             _now()))
 
 
 @app.get("/members/<member_id>")
@@ -55,7 +56,8 @@ def put_consent(member_id: str, channel: str):
     body, _ = _body("ConsentBody")
     consent = Consent(member_id=check_member_id(member_id), channel=_channel(channel), status=body.status,
                       source=body.source, at=parse_time(body.at), proof=body.proof)
-    return reply(200, members.record_consent(wiring.consent_store(), consent))
+    return reply(200, members.record_consent(wiring.consent_store(), consent, wiring.account_store(), wiring.rules(),
+                                             _now()))
 
 
 @app.get("/members/<member_id>/consents/<channel>")

@@ -66,9 +66,11 @@ def create_resources(model: TemplateModel, endpoint_url: str,
         _ignore_if_exists(secretsmanager.create_secret, "ResourceExistsException",
                           Name=secret.name, SecretString=json.dumps(values))
     ssm = emulator_client("ssm", endpoint_url, model.region)
-    for parameter in model.ssm_parameters.values():
+    for logical_id, parameter in model.ssm_parameters.items():
+        # LOCAL_RULES: the merchant's rule overrides to start the local stack with (JSON)
+        value = os.environ.get("LOCAL_RULES") or parameter.value if logical_id == "RulesParameter" else parameter.value
         _ignore_if_exists(ssm.put_parameter, "ParameterAlreadyExists",
-                          Name=parameter.name, Value=parameter.value, Type=parameter.type)
+                          Name=parameter.name, Value=value, Type=parameter.type)
     log.debug("created %d table(s), %d queue(s), %d secret(s), %d parameter(s)",
               len(model.tables), len(model.queues), len(model.secrets), len(model.ssm_parameters))
 

@@ -1,6 +1,7 @@
 """End-to-end: the whole local stack in a subprocess (as `make run` starts it), called
 over a socket as an order system, an operator or the scheduler would."""
 import json
+import os
 import time
 import uuid
 
@@ -8,9 +9,15 @@ import pytest
 import requests
 
 from infra.local.testing import spawn_local_stack
+from tests.orders_only import ORDERS_ONLY_JSON
 from loyalty.web.signatures import sign_order_body
 
 SECRET = "local-order-secret"
+
+
+# Every stack these tests start runs the order-only rules (tests/orders_only.py) unless it
+# says otherwise (test_engagement_e2e starts its own with the defaults).
+os.environ.setdefault("LOCAL_RULES", ORDERS_ONLY_JSON)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,13 @@
 """Integration tests talk to the AWS emulator over HTTP, as boto3 does in Lambda."""
+import os
+
 import pytest
 
 from infra.local.testing import start_emulator
+from tests.orders_only import ORDERS_ONLY_JSON
+
+# The rules parameter the emulator starts with: the order-only rules (tests/orders_only.py)
+os.environ.setdefault("LOCAL_RULES", ORDERS_ONLY_JSON)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,11 @@ from loyalty.channels.whatsapp import WhatsAppClient, WhatsAppConfig
 from loyalty.messaging.conversations import apply_message
 from loyalty.records import Consent, Profile
 from loyalty.rules import build_rules
+from tests.orders_only import ORDERS_ONLY
 from loyalty.services.orders import OrderEvent, handle_order_event
 from tests.integration.test_sending_dynamodb import NOW, Queues, msgs, record, send  # noqa: F401
 
-RULES = build_rules()
+RULES = build_rules(ORDERS_ONLY)
 PHONE = "+85290000001"
 META_132000 = {"error": {"message": "(#132000) Number of parameters does not match the expected number of params",
                          "type": "OAuthException", "code": 132000,

@@ -2,6 +2,8 @@
 passive reply, parsed as WeChat parses it (wechatpy, test-only), says what the rules say,
 "&" and "<" included, never "&amp;"."""
 import json
+
+from tests.orders_only import ORDERS_ONLY
 import os
 import time
 import uuid
@@ -34,7 +36,7 @@ def wechat_event(xml: str) -> dict:
 def test_the_passive_reply_to_my_points_reads_as_the_rules_wrote_it(fresh_aws):
     fresh_aws.client("ssm").put_parameter(Name=os.environ["RULES_PARAMETER"], Type="String", Overwrite=True,
                                           Value=json.dumps({"catalog": [{"item_id": "tea", "name": ITEM,
-                                                                         "points": 100}]}))
+                                                                         "points": 100}], **ORDERS_ONLY}))
     wiring.reset()
     wiring.ledger_store().put_profile(Profile(member_id="m-wx", name="Ana", wechat_openid=OPENID, locale="en",
                                               time_zone="Asia/Shanghai"))

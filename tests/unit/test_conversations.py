@@ -251,3 +251,22 @@ def test_a_receipt_for_a_message_never_known_is_let_go_after_a_few_tries(msgs, l
         at += timedelta(hours=7)
         reapply_pushes(msgs, ledger, Queues(), RULES, at)
     assert msgs.due_inbound(at + timedelta(days=1)) == []
+
+
+# --- the first opt-in milestone, from a channel -----------------------------------------------
+
+def test_a_wechat_follow_or_an_opt_in_keyword_earns_the_first_opt_in_milestone_once(msgs, ledger):
+    from loyalty.messaging.conversations import apply_event
+    member(ledger, channels=())
+    follow = ChannelEvent(provider="wechat", sender="oAna", event="follow", raw="subscribe", at=None, dedup_key="f-1")
+    assert apply_event(follow, ledger, NOW, RULES).handled == "consent:opted_in"
+    assert ledger.load_account("ana", with_lots=False).balance == 50
+    [entry] = ledger.all_entries("ana")
+    assert entry.meta == {"rule": "first_opt_in"}
+    apply_event(ChannelEvent(provider="wechat", sender="oAna", event="unfollow", raw="unsubscribe", at=None,
+                             dedup_key="f-2"), ledger, NOW + timedelta(minutes=1), RULES)
+    apply_event(ChannelEvent(provider="wechat", sender="oAna", event="follow", raw="subscribe", at=None,
+                             dedup_key="f-3"), ledger, NOW + timedelta(minutes=2), RULES)
+    assert apply_message(inbound("YES", "wamid.OPTIN"), ledger, msgs, Queues(), RULES,
+                         NOW + timedelta(minutes=3)).handled == "reply:opt_in_confirmed"
+    assert ledger.load_account("ana", with_lots=False).balance == 50       # once per member

@@ -28,11 +28,13 @@ from loyalty.services.adjustments import adjust_points
 from loyalty.services.expiry import expire_due_lots
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.redemptions import cancel_redemption, fulfil_redemption, redeem
+from tests.orders_only import ORDERS_ONLY
 from tests.unit.dynamo_stub import Answer, StubDynamo
 
 T0 = parse_time("2026-03-10T10:00:00+08:00")
 RULES = build_rules({"catalog": [{"item_id": "rare", "name": "Rare", "points": 10, "stock": 5},
-                                 {"item_id": "mug", "name": "Mug", "points": 20, "fulfilment": "pending"}]})
+                                 {"item_id": "mug", "name": "Mug", "points": 20, "fulfilment": "pending"}],
+                    **ORDERS_ONLY})
 RETRY_LATER = ["ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"]
 
 

@@ -1,7 +1,12 @@
 """Random sequences of earn / refund / cancel / redeem / cancel-redemption / expire /
 adjust / activity / review decision keep the ledger's invariant: balance = sum of
-entries = sum of lots - debt, with held points (pending review) in no lot and equal to
-the member's open reviews.
+entries = sum of lots - debt, with held points in no lot. With the default rules, so
+orders also earn milestones, gifts and member-day bonuses, members join with referrers
+(some refused: self-referral, switching, joining late; some rings, held) and opt in, and
+refunds take back what hung on the order, from the referrer too: no rule ever nets more
+than it gives, nor less than nothing, and a fully refunded order leaves nothing behind on
+any member. Held points (open reviews, pending order credits, held referral shares) are
+what `pending` says.
 
 Time also goes backwards: callers whose clocks are behind (by up to three days), past
 nights run again, and nights missed in an outage run late. A night run for a time before
@@ -20,15 +25,17 @@ from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.domain import parse_time
 from loyalty.engagement.activities import Activity, record_activity
 from loyalty.engagement.reviews import decide_review
-from loyalty.errors import Conflict
+from loyalty.errors import Conflict, Invalid
+from loyalty.records import Consent, Profile
 from loyalty.rules import build_rules
 from loyalty.services.adjustments import adjust_points
 from loyalty.services.expiry import expire_due_lots
+from loyalty.services.members import record_consent, update_profile
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.queries import reconcile
 from loyalty.services.redemptions import cancel_redemption, redeem
 
-MEMBERS = ["alice", "bob"]
+MEMBERS = ["alice", "bob", "carol"]
 START = parse_time("2026-01-01T09:00:00+08:00")
 MAX_SKEW = timedelta(days=3)   # how far behind a caller's clock may be
 
@@ -36,10 +43,10 @@ MAX_SKEW = timedelta(days=3)   # how far behind a caller's clock may be
 class LedgerMachine(RuleBasedStateMachine):
     re_reads = 0   # members the expiry had to read again, across every example run
 
-    @initialize(policy=st.sampled_from(["allow", "clamp"]))
-    def setup(self, policy):
+    @initialize(policy=st.sampled_from(["allow", "clamp"]), window=st.sampled_from([0, 0, 14]))
+    def setup(self, policy, window):
         self.store = MemoryLedgerStore()
-        self.rules = build_rules({"refunds": {"negative_balance": policy}})
+        self.rules = build_rules({"refunds": {"negative_balance": policy}, "pending": {"return_window_days": window}})
         self.now = self.latest = START      # `latest`: the furthest any clock has been
         self.counter = 0
         self.orders: dict[str, tuple[str, int, int]] = {}  # order -> member, amount, refunded
@@ -119,6 +126,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def nightly_expiry(self):
         self._expire(self.now)
+        if self.rules.pending.return_window_days:
+            from loyalty.services.pending import release_pending
+            if release_pending(self.store, self.rules, self.now, 4, 7 + MAX_SKEW.days):
+                hypothesis.event("pending points released")
 
     @rule(days_back=st.integers(1, 60))
     def rerun_a_past_night(self, days_back):
@@ -172,16 +183,75 @@ class LedgerMachine(RuleBasedStateMachine):
         assert decide_review(self.store, self.rules, review.review_id, decision, "again", "op", self.now)[0] == decided
 
     @invariant()
-    def held_points_are_the_open_reviews_and_in_no_lot(self):
+    def held_points_are_in_no_lot(self):
         if not hasattr(self, "store"):
             return
         for member in MEMBERS:
             account = self.store.load_account(member)
-            held = sum(r.points for r in self.store.reviews.values() if r.member_id == member and r.status == "open")
-            assert account.engagement.pending == held
             # no lot (an activity's or an approval's) exists for an earning still held
             held_sources = {r.source for r in self.store.reviews.values() if r.member_id == member and r.status == "open"}
             assert not held_sources & {lot.source for lot in account.lots}
+
+    @rule(member=st.sampled_from(MEMBERS), referrer=st.sampled_from(MEMBERS + [None, "nobody"]))
+    def join(self, member, referrer):
+        """A member's profile, with a referrer or none: self-referral and unknown referrers
+        are Invalid, a switch or a late referrer a Conflict, and then nothing changes."""
+        before = {m: self.store.load_account(m, with_lots=False).balance for m in MEMBERS}
+        try:
+            update_profile(self.store, self.store, Profile(member, name=member, referrer=referrer), self.rules,
+                           self.now)
+            if referrer and self.store.load_account(member, with_lots=False).engagement.progress.referrer:
+                hypothesis.event("joined with a referrer")
+        except (Invalid, Conflict):
+            assert {m: self.store.load_account(m, with_lots=False).balance for m in MEMBERS} == before
+
+    @rule(member=st.sampled_from(MEMBERS), channel=st.sampled_from(["whatsapp", "wechat"]), status=st.booleans())
+    def consent(self, member, channel, status):
+        record_consent(self.store, Consent(member, channel, "opted_in" if status else "opted_out", "api", self.now),
+                       self.store, self.rules, self.now)
+
+    @invariant()
+    def pending_points_are_what_the_pending_credits_hold(self):
+        if not hasattr(self, "store"):
+            return
+        for member in MEMBERS:
+            held = sum(h[2] for h in self.store.load_account(member, with_lots=False).engagement.progress.held
+                       if h[1] == member)
+            waiting = sum(p.points for (m, _), p in self.store.pendings.items() if m == member)
+            reviews = sum(r.points for r in self.store.reviews.values() if r.member_id == member and r.status == "open")
+            assert self.store.load_account(member, with_lots=False).engagement.pending == waiting + held + reviews
+
+    @invariant()
+    def every_rule_nets_between_nothing_and_what_it_gives(self):
+        if not hasattr(self, "store"):
+            return
+        gives = {m.rule_id: m.points for m in self.rules.milestones.orders}
+        gives.update(first_opt_in=self.rules.milestones.first_opt_in,
+                     profile_completed=self.rules.milestones.profile_completed,
+                     referral_join=self.rules.referrals.join_points)
+        fully_refunded = {f"order:{o}" for o, (_, amount, refunded) in self.orders.items() if refunded >= amount}
+        left_on_refunded = 0
+        for member in MEMBERS:
+            per_rule: dict[tuple[str, str], int] = {}
+            for entry in self.store.all_entries(member):
+                rule = entry.meta.get("rule")
+                if rule is not None:
+                    key = (rule, entry.source if rule in ("member_day", "referral_first_order",
+                                                          "referral_join_referrer") else "")
+                    per_rule[key] = per_rule.get(key, 0) + entry.amount
+                if entry.source in fully_refunded and entry.type.value != "EXPIRE":
+                    # what the clamp policy could not take (already spent) is recorded, not taken
+                    left_on_refunded += entry.amount - entry.meta.get("shortfall", 0) * (
+                        self.rules.refunds.negative_balance == "clamp")
+                    if rule is not None:
+                        hypothesis.event(f"a fully refunded order's {rule} taken back")
+            for (rule, _), net in per_rule.items():
+                assert net >= 0, (member, rule, net)
+                if rule in gives:
+                    assert net <= gives[rule], (member, rule, net)
+                if rule == "referral_first_order":
+                    assert net <= self.rules.referrals.first_order_points
+        assert left_on_refunded == 0
 
     @invariant()
     def balance_equals_entries_equals_lots(self):

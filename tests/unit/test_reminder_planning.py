@@ -7,9 +7,10 @@ from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.domain import parse_time
 from loyalty.messaging.planning import plan_reminders
 from loyalty.rules import build_rules
+from tests.orders_only import ORDERS_ONLY
 from loyalty.services.orders import OrderEvent, handle_order_event
 
-RULES = build_rules()
+RULES = build_rules(ORDERS_ONLY)
 NIGHT = parse_time("2027-11-10T09:00:00+08:00")   # the planner's run
 
 

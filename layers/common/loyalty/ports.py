@@ -6,8 +6,8 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, Profile,
-                      Redemption, Review)
+from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
+                      PendingCredit, Profile, Redemption, Review)
 
 # The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
 # profile field that holds it.
@@ -40,6 +40,13 @@ class AccountStore(Protocol):
                  since: datetime | None = None) -> Iterator[list[DueLot]]:
         """Pages of lots in the expiry index for `day` and `shard` that expire at or
         before `until` (and at or after `since`, when given)."""
+
+    def get_pending(self, member_id: str, order_id: str) -> PendingCredit | None:
+        """An order's points waiting out the return window (L5)."""
+
+    def due_pending(self, day: date, shard: int, until: datetime) -> Iterator[list[tuple[str, str]]]:
+        """Pages of (member, order) whose pending points are due for release on `day` in
+        `shard`, at or before `until` (the index, not the table)."""
 
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         """Entries newest first, and the key to continue from."""

@@ -39,6 +39,35 @@ class OrderState:
     points_taken_back: int = 0
     cancelled: bool = False
     version: int = 0
+    # What hung on the order's payment (loyalty.engagement.milestones), reversed with its refund:
+    counted: bool = False                          # counted in the member's paid orders (E2)
+    bonuses: tuple[tuple[str, str, int, str], ...] = ()   # (rule id, member credited, points, lot id)
+    rewarded: tuple[str, ...] = ()                 # once-per-member rules this order reached
+    badges: tuple[str, ...] = ()
+    gift: str | None = None                        # the upgrade gift's redemption id
+    pending: bool = False                          # its points wait out the return window (PendingCredit)
+
+
+@dataclass(frozen=True)
+class PendingCredit:
+    """An order's points waiting out the return window (L5): in no lot, not spendable, in
+    the member's `Engagement.pending`, until the release after `release_at` credits them
+    (one lot, one entry per part). A refund inside the window takes from `kept`."""
+
+    member_id: str
+    order_id: str
+    release_at: datetime
+    lot_id: str
+    earned_at: datetime
+    expires_at: datetime
+    source: str
+    parts: tuple[tuple[str, int, int, str], ...]   # (rule id or "order", points given, points kept, reason)
+    status: str = "pending"                        # pending | released | refunded
+    version: int = 0
+
+    @property
+    def points(self) -> int:
+        return sum(kept for _, _, kept, _ in self.parts) if self.status == "pending" else 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,11 @@ class Change:
     redemption_expected_status: str | None = None   # None: must not exist yet
     stock: StockMove | None = None
     touches_account: bool = True
+    # Other members' accounts written in the same transaction (a referrer's reward): each a
+    # Change of the account part only (no idempotency record, order, redemption or stock).
+    also: tuple["Change", ...] = ()
+    # An order's pending points (L5), written on condition of the version read (0: new).
+    pending: PendingCredit | None = None
     # The member's new engagement state (loyalty.engagement.state), written with the account
     # under its version check: only with an expected_version (a change planned on a read).
     engagement: "Engagement | None" = None
@@ -96,6 +130,11 @@ class Change:
     def __post_init__(self):
         if self.engagement is not None and (self.expected_version is None or not self.touches_account):
             raise ValueError("the engagement state is written only with the account it was read with")
+        for other in self.also:
+            if (other.idempotency, other.order, other.redemption, other.stock, other.pending, other.also) != \
+                    (None,) * 5 + ((),) \
+                    or not other.touches_account or other.member_id == self.member_id:
+                raise ValueError("another member's part of a change is its account, lots and entries only")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .engagement.config import MemberDayRules, MilestoneRules, PendingRules, ReferralRules
 from .errors import Invalid
 from .messaging.templates import MessageTemplate
 
@@ -269,6 +270,11 @@ class Rules(_Strict):
     messaging: MessagingRules = MessagingRules()
     templates: dict[str, "MessageTemplate"] = {}
     activities: ActivityRules = ActivityRules()
+    # engagement: milestones, referrals, member day, pending order points (loyalty.engagement.config)
+    milestones: MilestoneRules = MilestoneRules()
+    referrals: ReferralRules = ReferralRules()
+    member_day: MemberDayRules = MemberDayRules()
+    pending: PendingRules = PendingRules()
 
     @field_validator("program_timezone")
     @classmethod

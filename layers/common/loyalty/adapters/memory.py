@@ -12,7 +12,7 @@ from ..domain import Account, LedgerEntry, Lot, utc_key
 from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken
 from ..ports import CONTACTS
 from ..records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState,
-                       Profile, Redemption, Review, Sighting)
+                       PendingCredit, Profile, Redemption, Review, Sighting)
 from ..services.expiry import index_day, shard_of
 
 
@@ -31,6 +31,7 @@ class MemoryAccountStore:
         self.stock: dict[str, int] = {}
         self.reviews: dict[str, Review] = {}
         self.sightings: dict[str, Sighting] = {}
+        self.pendings: dict[tuple[str, str], PendingCredit] = {}
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -63,6 +64,16 @@ class MemoryAccountStore:
                 and (since is None or lot.expires_at >= since)]
         if page:
             yield sorted(page, key=lambda d: (utc_key(d.expires_at), d.member_id, d.lot_id))
+
+    def get_pending(self, member_id: str, order_id: str) -> PendingCredit | None:
+        return self.pendings.get((member_id, order_id))
+
+    def due_pending(self, day: date, shard: int, until: datetime) -> Iterator[list[tuple[str, str]]]:
+        page = sorted((utc_key(p.release_at), p.member_id, p.order_id) for p in self.pendings.values()
+                      if p.status == "pending" and shard_of(p.member_id, self.shards) == shard
+                      and index_day(p.release_at) == day and p.release_at <= until)
+        if page:
+            yield [(member, order) for _, member, order in page]
 
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         keyed = sorted(((self._entry_key(e), e) for e in self.entries.get(member_id, {}).values()), reverse=True)
@@ -122,6 +133,10 @@ class MemoryAccountStore:
             if change.redemption_expected_status is not None and (
                     current is None or current.status != change.redemption_expected_status):
                 raise ConcurrentUpdate("redemption moved")
+        if change.pending is not None:
+            current_pending = self.pendings.get((change.pending.member_id, change.pending.order_id))
+            if (current_pending.version if current_pending else 0) != change.pending.version:
+                raise ConcurrentUpdate("pending credit moved")
         if change.order is not None:
             current_order = self.orders.get(change.order.order_id)
             if (current_order.version if current_order else 0) != change.order.version:
@@ -136,15 +151,16 @@ class MemoryAccountStore:
         for sighting in change.sightings:
             if self.sightings.get(sighting.key, Sighting(key=sighting.key)).version != sighting.version:
                 raise ConcurrentUpdate("sighting moved")
-        if change.touches_account:
+        for part in ((change,) if change.touches_account else ()) + change.also:
+            member = part.member_id
             account = self.accounts.get(member, Account(member_id=member))
-            if change.expected_version is not None and account.version != change.expected_version:
+            if part.expected_version is not None and account.version != part.expected_version:
                 raise ConcurrentUpdate("account moved")
-            if change.expected_version is None and account.last_tx is not None and change.last_tx is not None \
-                    and account.last_tx >= change.last_tx:
+            if part.expected_version is None and account.last_tx is not None and part.last_tx is not None \
+                    and account.last_tx >= part.last_tx:
                 raise ConcurrentUpdate("clock behind the member's last entry")
             lots = self.lots.get(member, {})
-            for write in change.lots:
+            for write in part.lots:
                 current_lot = lots.get(write.lot.lot_id)
                 if write.new and current_lot is not None:
                     raise ConcurrentUpdate("lot exists")
@@ -169,8 +185,14 @@ class MemoryAccountStore:
             self.reviews[change.review.review_id] = change.review
         for sighting in change.sightings:
             self.sightings[sighting.key] = replace(sighting, version=sighting.version + 1)
-        if not change.touches_account:
-            return
+        if change.pending is not None:
+            self.pendings[(change.pending.member_id, change.pending.order_id)] = replace(
+                change.pending, version=change.pending.version + 1)
+        for part in ((change,) if change.touches_account else ()) + change.also:
+            self._apply_account(part)
+
+    def _apply_account(self, change: Change) -> None:
+        member = change.member_id
         account = self.accounts.get(member, Account(member_id=member))
         self.accounts[member] = replace(account, balance=account.balance + change.balance_delta,
                                         debt=account.debt + change.debt_delta, version=account.version + 1,

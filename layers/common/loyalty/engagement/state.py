@@ -39,6 +39,9 @@ class Progress:
     rewarded: tuple[str, ...] = ()    # ids of once-per-member rules already credited
     badges: tuple[str, ...] = ()
     referrer: str | None = None       # who referred this member (fixed at join)
+    gifts: int = 0                    # upgrade gifts given (one per `every_orders` paid orders)
+    referred: tuple[str, ...] = ()    # utc keys of this member's referrals as referrer, last 24 h
+    held: tuple[tuple[str, str, int, str], ...] = ()   # (rule id, member credited, points, reason) held for review
 
 
 @dataclass(frozen=True)

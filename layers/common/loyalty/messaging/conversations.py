@@ -185,7 +185,7 @@ def _member_for(ledger, message: InboundMessage | ChannelEvent) -> str | None:
     return ledger.member_for_contact("PHONE", phone)
 
 
-def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
+def apply_event(event: ChannelEvent, ledger, now: datetime, rules: "Rules | None" = None) -> Outcome:
     """WeChat follow/unfollow and subscription choices, WhatsApp's marketing preference."""
     member = _member_for(ledger, event)
     channel = CHANNEL_OF[event.provider]
@@ -201,6 +201,9 @@ def apply_event(event: ChannelEvent, ledger, now: datetime) -> Outcome:
         channel = MARKETING_SCOPE[channel]   # marketing only: utility reminders still go
     ledger.add_consent(Consent(member, channel, status, f"{event.provider}:{event.event}", _when(event.at, now),
                                proof=event.dedup_key))
+    if rules is not None and status == "opted_in":   # a follow is an opt-in: the first one earns its milestone
+        from ..services.member_rewards import reward_opt_in
+        reward_opt_in(ledger, rules, member, now)
     return Outcome(f"consent:{status}")
 
 
@@ -222,6 +225,9 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
         changed = current is None or (current.status != status and current.at <= at)
         ledger.add_consent(Consent(member, channel, status, f"keyword:{message.text.strip()[:32]}", at,
                                    proof=message.dedup_key))
+        if status == "opted_in":
+            from ..services.member_rewards import reward_opt_in
+            reward_opt_in(ledger, rules, member, now)
         if not changed or message.provider in PROVIDER_CONFIRMS:
             return Outcome(f"consent:{status}")
         template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"

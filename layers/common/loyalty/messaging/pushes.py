@@ -92,7 +92,7 @@ def _apply(push: "StoredPush", msgs, ledger, queues, rules: "Rules") -> str:
     from . import conversations
     item, arrived = parsed(push), push.at
     if push.kind == "event":
-        return conversations.apply_event(item, ledger, arrived).handled
+        return conversations.apply_event(item, ledger, arrived, rules).handled
     if push.kind == "message":
         return conversations.apply_message(item, ledger, msgs, queues, rules, arrived, passive=False).handled
     handled = conversations.apply_status(item, msgs, arrived, ledger=ledger, queues=queues, rules=rules).handled

@@ -4,14 +4,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, next_tx_time,
+from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, iso, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
 from ..ports import AccountStore
-from ..records import Change, IdempotencyRecord, OrderState
+from ..engagement.member_day import member_day_bonus
+from ..engagement.milestones import (REFERRAL_FIRST_ORDER, Bonus, plan_order_milestones, referral_flag,
+                                     undo_order)
+from ..errors import ConcurrentUpdate
+from ..records import Change, IdempotencyRecord, OrderState, PendingCredit, Redemption
 from ._retry import with_retries
+from .redemptions import voucher_code
 
 if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
     from ..rules import Rules
@@ -36,7 +41,9 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
     """Apply one order event exactly once and answer {event_id, member_id, points, balance}.
 
     A retry of the same event answers what the first delivery answered; the same event id
-    with another body is a Conflict.
+    with another body is a Conflict. What hangs on a payment (milestones, the member day,
+    the referrer's reward, an upgrade gift) is credited in the same transaction, and a
+    refund takes it back with the order's points.
     """
     key = f"order-event#{event.event_id}"
 
@@ -50,21 +57,42 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
         if order is not None and order.currency != event.currency:
             raise Conflict(f"order {event.order_id} was recorded in {order.currency}, not {event.currency}")
         if event.type == "order.paid":
-            change, points, balance = _plan_paid(rules, event, context.account, order, now)
+            referrer = None
+            due = _referrer_due(rules, context.account) if order is None or not order.paid else None
+            if due is not None:   # the first paid order of a referred member: its referrer's account too
+                referrer = store.load_account(due, with_lots=False)
+            change, points, balance = _plan_paid(rules, event, context.account, order, now, referrer)
         else:
-            account = context.account
-            if order is not None and order.paid and order.points_earned > order.points_taken_back:
+            account, others, gift = context.account, {}, None
+            if order is not None and order.paid:
                 account = store.load_account(event.member_id, with_lots=True)
-            change, points, balance = _plan_refund(rules, event, account, order, now)
+                others = {member: store.load_account(member, with_lots=True)
+                          for _, member, _, _ in order.bonuses if member != event.member_id}
+                if order.gift is not None:
+                    gift = store.get_redemption(event.member_id, order.gift)
+            waiting = store.get_pending(event.member_id, event.order_id) if order is not None and order.pending else None
+            change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting)
         response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance}
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
         try:
             store.commit(replace(change, idempotency=record))
         except AlreadyApplied:
-            return _replay(store.get_idempotency(key), event)
+            found = store.get_idempotency(key)
+            if found is None and change.redemption is not None:
+                raise ConcurrentUpdate("the order's gift was written by another event of the order") from None
+            return _replay(found, event)
         return response
 
     return with_retries(attempt)
+
+
+def _referrer_due(rules: Rules, account: Account) -> str | None:
+    """The referrer owed a reward on this member's first paid order, if any (held when the
+    referral was flagged: then nothing of the referrer's is written)."""
+    progress = account.engagement.progress
+    if not progress.referrer or REFERRAL_FIRST_ORDER in progress.rewarded or not rules.referrals.first_order_points:
+        return None
+    return None if referral_flag(progress) else progress.referrer
 
 
 def _replay(record: IdempotencyRecord | None, event: OrderEvent) -> dict:
@@ -83,8 +111,47 @@ def _taken_back_target(points: int, amount: int, refunded: int) -> int:
     return points * refunded // amount
 
 
+@dataclass(frozen=True)
+class _Credit:
+    """One new lot for a member and the entries that fill it (their amounts sum to the lot)."""
+
+    lot: Lot | None
+    entries: tuple[LedgerEntry, ...]
+    balance_delta: int
+    debt_delta: int
+    last_tx: datetime | None
+
+
+def _credit(account: Account, lot_id: str, source: str, earned_at: datetime, expires_at: datetime,
+            entries: list[LedgerEntry], event_id: str, now: datetime) -> _Credit:
+    """Entries (times set here) into one lot: the points first settle a debt, and points
+    whose lifetime is over when they are reported arrive expired."""
+    net = sum(e.amount for e in entries)
+    if not entries:
+        return _Credit(None, (), 0, 0, None)
+    lot_points, debt_left = settle_debt(net, account.debt)
+    t = next_tx_time(now, account.last_tx)
+    entries = [replace(e, recorded_at=t, lots=((lot_id, e.amount),) if e.amount > 0 else e.lots) for e in entries]
+    expired = 0
+    if expires_at <= now and lot_points:
+        expired, lot_points = lot_points, 0
+        entries.append(LedgerEntry(entry_id=stable_id(event_id, "expire", *([] if lot_id.startswith("o-") else [lot_id])),
+                                   type=EntryType.EXPIRE, amount=-expired, recorded_at=t, reason="expired on arrival",
+                                   source=source, lots=((lot_id, expired),)))
+    entries = in_sequence(entries)
+    lot = Lot(lot_id=lot_id, earned_at=earned_at, expires_at=expires_at, points=net, remaining=lot_points,
+              source=source) if net > 0 else None
+    return _Credit(lot, entries, net - expired, debt_left - account.debt, entries[-1].recorded_at)
+
+
+def _bonus_entry(bonus: Bonus, points: int, event: OrderEvent, source: str) -> LedgerEntry:
+    return LedgerEntry(entry_id=stable_id(event.event_id, "bonus", bonus.rule_id), type=EntryType.EARN, amount=points,
+                       recorded_at=event.occurred_at, reason=bonus.reason, source=source,
+                       meta={"rule": bonus.rule_id, "event_id": event.event_id, "order_id": event.order_id})
+
+
 def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderState | None,
-               now: datetime) -> tuple[Change, int, int]:
+               now: datetime, referrer: Account | None = None) -> tuple[Change, int, int]:
     if order is not None and order.paid:
         # Paid twice under different event ids: the order earns once.
         return Change(member_id=event.member_id, expected_version=None, touches_account=False), 0, account.balance
@@ -99,40 +166,138 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     expires_at = add_months(event.occurred_at, rules.expiry.months)
     state = OrderState(order_id=event.order_id, member_id=event.member_id, currency=event.currency,
                        amount_minor=event.amount_minor, paid=True, paid_at=event.occurred_at,
-                       points_earned=earned, lot_id=lot_id if net > 0 else None,
-                       refunded_minor=refunded, points_taken_back=taken_back,
+                       points_earned=earned, lot_id=None, refunded_minor=refunded, points_taken_back=taken_back,
                        cancelled=order.cancelled if order else False, version=(order.version if order else 0))
-    if earned == 0:
-        return Change(member_id=event.member_id, expected_version=None, order=state, touches_account=False), 0, account.balance
 
-    t = next_tx_time(now, account.last_tx)
+    # What hangs on the payment: an order counts when it earns points (an order below one
+    # currency unit does not make a milestone), unless it was refunded in full before its
+    # payment was reported (then it never was a purchase).
+    counts = earned > 0 and refunded < event.amount_minor
+    engagement, bonuses, milestones = account.engagement, [], None
+    if counts:
+        milestones = plan_order_milestones(rules.milestones, rules.referrals, engagement.progress, event.member_id)
+        engagement = replace(engagement, progress=milestones.progress)
+        day = member_day_bonus(rules.member_day, rules.program_timezone, event.occurred_at, earned)
+        bonuses = ([day] if day else []) + list(milestones.bonuses)
+        if referrer is None:   # not read: the referrer's reward is not due (or is held)
+            bonuses = [b for b in bonuses if b.member_id is None]
+
+    def kept(points: int) -> int:   # a refund reported before the payment takes its share at once
+        return points - _taken_back_target(points, event.amount_minor, refunded)
+
     source = f"order:{event.order_id}"
-    entries = [LedgerEntry(entry_id=stable_id(event.event_id, "earn"), type=EntryType.EARN, amount=earned,
-                           recorded_at=t, reason="order paid", source=source,
-                           meta={"event_id": event.event_id, "amount_minor": event.amount_minor, "currency": event.currency})]
+    own = [(b, kept(b.points)) for b in bonuses if b.member_id is None]
+    total = net + sum(n for _, n in own)
+    if total == 0 and not counts:
+        return Change(member_id=event.member_id, expected_version=None, order=replace(state, lot_id=None),
+                      touches_account=False), 0, account.balance
+
+    entries = []
+    if earned:
+        entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "earn"), type=EntryType.EARN, amount=earned,
+                                   recorded_at=now, reason="order paid", source=source,
+                                   meta={"event_id": event.event_id, "amount_minor": event.amount_minor,
+                                         "currency": event.currency}))
     if taken_back:
         entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "refund"), type=EntryType.REFUND,
-                                   amount=-taken_back, recorded_at=t, reason="refunded before payment was reported",
+                                   amount=-taken_back, recorded_at=now, reason="refunded before payment was reported",
                                    source=source, meta={"event_id": event.event_id, "refunded_minor": refunded}))
-    lot_points, debt_left = settle_debt(net, account.debt)
-    expired = 0
-    if expires_at <= now and lot_points:
-        # An order reported after its points' lifetime: they arrive already expired.
-        expired, lot_points = lot_points, 0
-        entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "expire"), type=EntryType.EXPIRE,
-                                   amount=-expired, recorded_at=t, reason="expired on arrival", source=source,
-                                   lots=((lot_id, expired),)))
-    lot = Lot(lot_id=lot_id, earned_at=event.occurred_at, expires_at=expires_at, points=net,
-              remaining=lot_points, source=source)
-    entries = in_sequence([replace(e, lots=((lot_id, net),)) if e.type is EntryType.EARN else e for e in entries])
+    entries += [_bonus_entry(b, n, event, source) for b, n in own if n]
+    credit = _credit(account, lot_id, source, event.occurred_at, expires_at, entries, event.event_id, now)
+    if earned and credit.entries:   # the order's EARN entry names what the order itself put in the lot
+        credit = replace(credit, entries=tuple(replace(e, lots=((lot_id, net),)) if e.entry_id == entries[0].entry_id
+                                               else e for e in credit.entries))
+
+    also, recorded = [], [(b.rule_id, event.member_id, b.points, lot_id) for b, _ in own]
+    for bonus in (b for b in bonuses if b.member_id is not None):
+        their_lot = "b-" + stable_id("order", event.order_id, bonus.rule_id)
+        entry = replace(_bonus_entry(bonus, kept(bonus.points), event, source), meta={
+            "rule": bonus.rule_id, "event_id": event.event_id, "order_id": event.order_id, "referee": event.member_id})
+        theirs = _credit(referrer, their_lot, source, event.occurred_at, expires_at,
+                         [entry] if entry.amount else [], event.event_id, now)
+        if theirs.entries:
+            also.append(Change(member_id=referrer.member_id, expected_version=referrer.version,
+                               balance_delta=theirs.balance_delta, debt_delta=theirs.debt_delta,
+                               last_tx=theirs.last_tx, lots=(LotWrite(lot=theirs.lot, new=True),) if theirs.lot else (),
+                               entries=theirs.entries))
+            recorded.append((bonus.rule_id, referrer.member_id, bonus.points, their_lot))
+
+    gift = None
+    if milestones is not None and milestones.gift:
+        gift_id = "g-" + stable_id("gift", event.member_id, event.order_id)
+        gift = Redemption(redemption_id=gift_id, member_id=event.member_id, item_id=rules.milestones.gift.item_id,
+                          points=0, status="completed", code=voucher_code(gift_id), created_at=now,
+                          request_hash="gift", history=(("completed", iso(now)),))
+    window = rules.pending.return_window_days
+    if window and credit.lot is not None and credit.balance_delta > 0:
+        # A return window: the member's points wait in a pending credit, in no lot, until
+        # the release after the window credits them (what the referrer earns does not wait).
+        parts = [("order", earned, net, "order paid")] + [(b.rule_id, b.points, n, b.reason) for b, n in own if n]
+        waiting = PendingCredit(member_id=event.member_id, order_id=event.order_id,
+                                release_at=event.occurred_at + timedelta(days=window), lot_id=lot_id,
+                                earned_at=event.occurred_at, expires_at=expires_at, source=source, parts=tuple(parts))
+        engagement = replace(engagement, pending=engagement.pending + waiting.points)
+        state = replace(state, lot_id=lot_id, counted=counts, bonuses=tuple(recorded), pending=True,
+                        rewarded=milestones.rewarded if milestones else (),
+                        badges=milestones.badges if milestones else (), gift=gift.redemption_id if gift else None)
+        return Change(member_id=event.member_id, expected_version=account.version, order=state,
+                      engagement=engagement, redemption=gift, also=tuple(also), pending=waiting), 0, account.balance
+    state = replace(state, lot_id=lot_id if credit.lot else None, counted=counts, bonuses=tuple(recorded),
+                    rewarded=milestones.rewarded if milestones else (), badges=milestones.badges if milestones else (),
+                    gift=gift.redemption_id if gift else None)
     change = Change(member_id=event.member_id, expected_version=account.version,
-                    balance_delta=net - expired, debt_delta=debt_left - account.debt, last_tx=entries[-1].recorded_at,
-                    lots=(LotWrite(lot=lot, new=True),) if net > 0 else (), entries=entries, order=state)
-    return change, net - expired, account.balance + net - expired
+                    balance_delta=credit.balance_delta, debt_delta=credit.debt_delta, last_tx=credit.last_tx,
+                    lots=(LotWrite(lot=credit.lot, new=True),) if credit.lot else (), entries=credit.entries,
+                    order=state, engagement=engagement if counts else None, redemption=gift, also=tuple(also))
+    return change, credit.balance_delta, account.balance + credit.balance_delta
+
+
+@dataclass(frozen=True)
+class _Taken:
+    lots: tuple[LotWrite, ...]
+    entries: tuple[LedgerEntry, ...]
+    balance_delta: int
+    debt_delta: int
+    last_tx: datetime | None
+
+
+def _take_back(rules: Rules, account: Account, takes: list[tuple[LedgerEntry, int, str | None]],
+               now: datetime) -> _Taken:
+    """Take each (entry, points, own lot) from the member's lots, its own lot first,
+    then soonest expiry; what is spent already becomes debt (or is clamped) per policy."""
+    lots = {lot.lot_id: lot for lot in account.lots}
+    expected = {lot.lot_id: lot.remaining for lot in account.lots}
+    entries, balance_delta, debt_delta = [], 0, 0
+    t = next_tx_time(now, account.last_tx)
+    for entry, points, first in takes:
+        if points <= 0:
+            continue
+        changed, allocation, shortfall = take_from_lots(list(lots.values()), points, now, first=first)
+        lots.update({lot.lot_id: lot for lot in changed})
+        debt_added = shortfall if rules.refunds.negative_balance == "allow" else 0
+        amount_taken = points - shortfall + debt_added
+        meta = dict(entry.meta)
+        if shortfall:
+            meta.update(shortfall=shortfall, policy=rules.refunds.negative_balance)
+        entries.append(replace(entry, amount=-amount_taken, recorded_at=t, lots=tuple(allocation), meta=meta))
+        balance_delta -= amount_taken
+        debt_delta += debt_added
+    writes = tuple(LotWrite(lot=lot, expected_remaining=expected[lot_id]) for lot_id, lot in lots.items()
+                   if lot.remaining != expected[lot_id])
+    entries = in_sequence(entries)
+    return _Taken(writes, entries, balance_delta, debt_delta, entries[-1].recorded_at if entries else None)
+
+
+def _unreturned(rules: Rules, entries: tuple[LedgerEntry, ...]) -> list[str]:
+    """The rules whose take-back fell short and was clamped (not recorded as a debt)."""
+    if rules.refunds.negative_balance != "clamp":
+        return []
+    return [e.meta["rule"] for e in entries if e.meta.get("shortfall") and e.meta.get("rule")]
 
 
 def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: OrderState | None,
-                 now: datetime) -> tuple[Change, int, int]:
+                 now: datetime, others: dict[str, Account] | None = None,
+                 gift: Redemption | None = None, waiting: PendingCredit | None = None) -> tuple[Change, int, int]:
     cancelled = event.type == "order.cancelled"
     amount = order.amount_minor if order is not None and order.paid else event.amount_minor
     previous = order.refunded_minor if order else 0
@@ -152,23 +317,59 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
     target = _taken_back_target(base.points_earned, amount, refunded)
     to_take = target - base.points_taken_back
     state = replace(state, points_taken_back=target)
-    if to_take <= 0:
-        return Change(member_id=event.member_id, expected_version=None, order=state, touches_account=False), 0, account.balance
-
-    changed, allocation, shortfall = take_from_lots(list(account.lots), to_take, now, first=base.lot_id)
-    debt_added = shortfall if rules.refunds.negative_balance == "allow" else 0
-    amount_taken = to_take - shortfall + debt_added
-    t = next_tx_time(now, account.last_tx)
+    source = f"order:{event.order_id}"
+    reason = "order cancelled" if cancelled else "order refunded"
     meta = {"event_id": event.event_id, "refunded_minor": refunded, "order_amount_minor": amount}
-    if shortfall:
-        meta["shortfall"] = shortfall
-        meta["policy"] = rules.refunds.negative_balance
-    entry = LedgerEntry(entry_id=stable_id(event.event_id, "refund"), type=EntryType.REFUND, amount=-amount_taken,
-                        recorded_at=t, reason="order cancelled" if cancelled else "order refunded",
-                        source=f"order:{event.order_id}", lots=tuple(allocation), meta=meta)
-    expected = {lot.lot_id: lot.remaining for lot in account.lots}
-    change = Change(member_id=event.member_id, expected_version=account.version, balance_delta=-amount_taken,
-                    debt_delta=debt_added, last_tx=t,
-                    lots=tuple(LotWrite(lot=lot, expected_remaining=expected[lot.lot_id]) for lot in changed),
-                    entries=(entry,), order=state)
-    return change, -amount_taken, account.balance - amount_taken
+    takes: dict[str, list] = {event.member_id: [(LedgerEntry(
+        entry_id=stable_id(event.event_id, "refund"), type=EntryType.REFUND, amount=0, recorded_at=now,
+        reason=reason, source=source, meta=meta), to_take, base.lot_id)]}
+    for rule_id, member, points, lot_id in base.bonuses:
+        due = _taken_back_target(points, amount, refunded) - _taken_back_target(points, amount, previous)
+        takes.setdefault(member, []).append((LedgerEntry(
+            entry_id=stable_id(event.event_id, "refund", rule_id), type=EntryType.REFUND, amount=0, recorded_at=now,
+            reason=f"{rule_id} taken back: {reason}", source=source, meta={**meta, "rule": rule_id}), due, lot_id))
+
+    # A full refund or cancellation: the order no longer counts toward milestones, and
+    # its upgrade gift (if still unused) is withdrawn.
+    became_full = refunded >= amount > previous
+    engagement = None
+    withdrawn = None
+    if became_full and gift is not None and gift.status == "completed":
+        withdrawn = replace(gift, status="cancelled", history=gift.history + (("cancelled", iso(now)),))
+
+    mine = takes.pop(event.member_id)
+    if became_full and base.counted:
+        # what could not be taken back (spent, clamped) stays rewarded: see undo_order
+        in_window = waiting is not None and waiting.status == "pending"   # taken from the pending credit: in full
+        kept = frozenset(() if in_window else _unreturned(rules, _take_back(rules, account, mine, now).entries)) | frozenset(
+            rule for member, member_takes in takes.items() if (others or {}).get(member) is not None
+            for rule in _unreturned(rules, _take_back(rules, others[member], member_takes, now).entries))
+        badges = frozenset(m.badge for m in rules.milestones.orders if m.rule_id in kept and m.badge)
+        engagement = replace(account.engagement, progress=undo_order(account.engagement.progress, base, kept, badges))
+        state = replace(state, counted=False)
+    left = None
+    if waiting is not None and waiting.status == "pending":
+        # Inside the return window: the member's points are taken from the pending credit
+        # (never a debt); nothing of theirs is in a lot yet.
+        parts = tuple((rule, given, given - _taken_back_target(given, amount, refunded), why)
+                      for rule, given, _, why in waiting.parts)
+        left = replace(waiting, parts=parts, status="refunded" if not any(k for _, _, k, _ in parts) else "pending")
+        pending = account.engagement.pending - (waiting.points - left.points)
+        engagement = replace(engagement or account.engagement, pending=pending)
+        mine = []
+    own = _take_back(rules, account, mine, now)
+    also = []
+    for member, member_takes in takes.items():
+        other = (others or {}).get(member)
+        theirs = _take_back(rules, other, member_takes, now) if other is not None else None
+        if theirs is not None and theirs.entries:
+            also.append(Change(member_id=member, expected_version=other.version, balance_delta=theirs.balance_delta,
+                               debt_delta=theirs.debt_delta, last_tx=theirs.last_tx, lots=theirs.lots,
+                               entries=theirs.entries))
+    if not own.entries and not also and engagement is None and withdrawn is None and left is None:
+        return Change(member_id=event.member_id, expected_version=None, order=state, touches_account=False), 0, account.balance
+    change = Change(member_id=event.member_id, expected_version=account.version, balance_delta=own.balance_delta,
+                    debt_delta=own.debt_delta, last_tx=own.last_tx, lots=own.lots, entries=own.entries, order=state,
+                    engagement=engagement, redemption=withdrawn,
+                    redemption_expected_status="completed" if withdrawn else None, also=tuple(also), pending=left)
+    return change, own.balance_delta, account.balance + own.balance_delta

@@ -36,7 +36,7 @@ def points_view(store: AccountStore, member_id: str, now: datetime, time_zone: s
         "member_id": member_id,
         "balance": account.balance,
         "spendable": max(0, sum(lot.remaining for lot in live if lot.expires_at > now) - account.debt),
-        "pending": account.engagement.pending,   # held for review (or a return window): in no lot, not spendable
+        "pending": account.engagement.pending,   # held points (review, return window): in no lot, not spendable
         "expiring": [{"date": day, "points": points} for day, points in sorted(by_date.items())],
         "lots": [{"lot_id": lot.lot_id, "source": lot.source, "earned_at": iso(lot.earned_at),
                   "expires_at": iso(lot.expires_at), "points": lot.points, "remaining": lot.remaining,

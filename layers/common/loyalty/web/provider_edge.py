@@ -66,7 +66,7 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
         elif isinstance(item, ChannelEvent):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):
-                outcomes.append(conversations.apply_event(item, ledger, now))
+                outcomes.append(conversations.apply_event(item, ledger, now, rules))
     return outcomes
 
 

@@ -9,14 +9,16 @@ Item layout (PK / SK):
   MEMBER#<id> / TX#<recorded utc>#<entry> a ledger entry (append-only)               entries.py
   ORDER#<order_id> / ORDER                what an order earned and had refunded      orders.py
   IDEM#<key> / IDEM                       the answer to an externally triggered write orders.py
-  MEMBER#<id> / REDEMPTION#<id>           a redemption                               redemptions.py
+  MEMBER#<id> / REDEMPTION#<id>           a redemption (an upgrade gift's too)       redemptions.py
+  MEMBER#<id> / WAIT#<order_id>           order points in the return window (L5)     pending.py
   STOCK#<item_id> / STOCK                 how many of a catalog item were issued     redemptions.py
   MEMBER#<id> / CONSENT#<channel>#...     one consent decision                       consents.py
   MEMBER#<id> / DISPUTE#<id>              a dispute of one entry                     disputes.py
   REVIEW#disputes / <created utc>#<id>    the operators' review queue (open disputes) disputes.py
   REVIEW#<id> / REVIEW, REVIEWS#<status> / <created utc>#<id>   held earnings' reviews   reviews.py
   DEVICE#<hash> / SEEN, IP#<hash> / SEEN  members seen on one device / IP (risk, TTL)  reviews.py
-Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>.
+Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>; and,
+for pending credits while pending, EXP_PK = REL#<utc day>#<shard>, EXP_SK = <release utc>#<member>#<order>.
 
 Stores: DynamoAccountStore (accounts.py), DynamoProfileStore (members.py),
 DynamoConsentStore (consents.py), DynamoDisputeStore (disputes.py), and

@@ -10,13 +10,14 @@ from pynamodb.exceptions import DoesNotExist
 
 from ...domain import Account, LedgerEntry, utc_key
 from ...errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid
-from ...records import Change, DueLot, IdempotencyRecord, OrderContext, Redemption
+from ...records import Change, DueLot, IdempotencyRecord, OrderContext, PendingCredit, Redemption
 from .base import Cancelled, LedgerTable, Transaction, member_pk, raw_key, raw_pages, sort_key, translated
 from .entries import TX, EntryItem, entry_item, entry_of
 from .lots import LotItem, add_lot_write, due_of, lot_of
 from .members import PROFILE, MemberItem, account_of
 from .orders import (IDEM, ORDER, IdempotencyItem, OrderItem, idempotency_item, idempotency_of, idempotency_pk,
                      order_item, order_of, order_pk)
+from .pending import PendingItem, add_pending_write, due_key, pending_of, pending_sk, release_key
 from .redemptions import (REDEMPTION, STOCK, RedemptionItem, StockItem, redemption_item, redemption_of,
                           redemption_sk, stock_pk)
 
@@ -36,6 +37,7 @@ class DynamoAccountStore:
         self.Idempotency = table.bind(IdempotencyItem)
         self.Redemption = table.bind(RedemptionItem)
         self.Stock = table.bind(StockItem)
+        self.Pending = table.bind(PendingItem)
 
     # --- reads ---------------------------------------------------------------------
     @translated
@@ -105,6 +107,21 @@ class DynamoAccountStore:
             yield [due_of(self.Lot.from_raw_data(raw)) for raw in page]
 
     @translated
+    def get_pending(self, member_id: str, order_id: str) -> PendingCredit | None:
+        try:
+            return pending_of(self.Pending.get(member_pk(member_id), pending_sk(order_id), consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    @translated
+    def due_pending(self, day: date, shard: int, until: datetime) -> Iterator[list[tuple[str, str]]]:
+        """(member, order) of the pending credits in the index for `day` and `shard` whose
+        release is at or before `until`, page by page (one Query each)."""
+        results = self.Lot.expiry_index.query(release_key(day, shard), self.Lot.exp_sk < utc_key(until) + "$")
+        for page in raw_pages(results):
+            yield [due_key(raw["EXP_SK"]["S"]) for raw in page]
+
+    @translated
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         start = None
         if cursor:
@@ -166,9 +183,17 @@ class DynamoAccountStore:
         if change.review is not None or change.sightings:
             from .reviews import add_review_writes
             add_review_writes(tx, self.table, change)
-        if not change.touches_account:
-            return tx
+        if change.pending is not None:
+            add_pending_write(tx, self.Pending, change.pending, self.shards)
+        if change.touches_account:
+            self._account_part(tx, change, "account")
+        for other in change.also:   # another member's account (a referrer's reward)
+            self._account_part(tx, other, f"account:{other.member_id}")
+        return tx
 
+    def _account_part(self, tx: Transaction, change: Change, label) -> None:
+        """The member's item (under its version, or after its newest entry when no read
+        happened), its lots and its entries."""
         member = self.Member
         actions = [member.balance.add(change.balance_delta), member.debt.add(change.debt_delta),
                    member.version.add(1), member.member_id.set(change.member_id)]
@@ -183,12 +208,11 @@ class DynamoAccountStore:
             condition = member.version.does_not_exist()
         else:
             condition = member.version == change.expected_version
-        tx.update("account", member(member_pk(change.member_id), PROFILE), actions, condition)
+        tx.update(label, member(member_pk(change.member_id), PROFILE), actions, condition)
         for write in change.lots:
             add_lot_write(tx, self.Lot, change.member_id, write, self.shards)
         for entry in change.entries:
             tx.put("entry", entry_item(self.Entry, member_pk(change.member_id), entry))
-        return tx
 
 
 def _commit_error(cancelled: Cancelled, change: Change) -> Exception:

@@ -24,6 +24,7 @@ class OrderItem(LedgerModel):
     points_taken_back = NumberAttribute()
     cancelled = BooleanAttribute()
     version = NumberAttribute()     # each write checks the version it read and adds one
+    engagement = JsonText(null=True)  # what hung on the payment: counted, bonuses, rewarded, badges, gift
 
 
 class IdempotencyItem(LedgerModel):
@@ -45,7 +46,15 @@ def order_item(model: type[OrderItem], order: OrderState) -> OrderItem:
     return model(order_pk(order.order_id), ORDER, order_id=order.order_id, member_id=order.member_id,
                  currency=order.currency, amount_minor=order.amount_minor, paid=order.paid, paid_at=order.paid_at,
                  points_earned=order.points_earned, lot_id=order.lot_id, refunded_minor=order.refunded_minor,
-                 points_taken_back=order.points_taken_back, cancelled=order.cancelled, version=order.version + 1)
+                 points_taken_back=order.points_taken_back, cancelled=order.cancelled, version=order.version + 1,
+                 engagement=_engagement_document(order))
+
+
+def _engagement_document(order: OrderState) -> dict | None:
+    document = {"counted": order.counted, "bonuses": [list(b) for b in order.bonuses],
+                "rewarded": list(order.rewarded), "badges": list(order.badges), "gift": order.gift,
+                "pending": order.pending}
+    return {k: v for k, v in document.items() if v not in (False, [], None)} or None
 
 
 def order_of(item: OrderItem) -> OrderState:
@@ -53,7 +62,15 @@ def order_of(item: OrderItem) -> OrderState:
                       amount_minor=int(item.amount_minor), paid=item.paid, paid_at=item.paid_at,
                       points_earned=int(item.points_earned), lot_id=item.lot_id,
                       refunded_minor=int(item.refunded_minor), points_taken_back=int(item.points_taken_back),
-                      cancelled=item.cancelled, version=int(item.version))
+                      cancelled=item.cancelled, version=int(item.version), **_engagement_of(item.engagement))
+
+
+def _engagement_of(document: dict | None) -> dict:
+    document = document or {}
+    return {"counted": bool(document.get("counted", False)),
+            "bonuses": tuple((r, m, int(p), lot) for r, m, p, lot in document.get("bonuses", ())),
+            "rewarded": tuple(document.get("rewarded", ())), "badges": tuple(document.get("badges", ())),
+            "gift": document.get("gift"), "pending": bool(document.get("pending", False))}
 
 
 def idempotency_item(model: type[IdempotencyItem], record: IdempotencyRecord) -> IdempotencyItem:

@@ -1,0 +1,10 @@
+"""Milestones, referrals, the member day and their reversal over the in-memory store."""
+import pytest
+
+from loyalty.adapters.memory import MemoryLedgerStore
+from tests.engagement_contract import *  # noqa: F401,F403 - the shared behaviour
+
+
+@pytest.fixture
+def store():
+    return MemoryLedgerStore()
