@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from ..engagement import tiers
 from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
@@ -32,18 +33,20 @@ class OrderEvent:
     body_hash: str
 
 
-def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime) -> dict:
+def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime,
+                       notices: list | None = None) -> dict:
     """Apply one order event exactly once and answer {event_id, member_id, points, balance}.
 
     A retry of the same event answers what the first delivery answered; the same event id
-    with another body is a Conflict.
+    with another body is a Conflict. `notices`, when given, receives what the event
+    announces beyond the credit (a tier-up), kept with the answer so a retry tells it again.
     """
     key = f"order-event#{event.event_id}"
 
     def attempt() -> dict:
         context = store.load_order_context(event.member_id, key, event.order_id)
         if context.idempotency is not None:
-            return _replay(context.idempotency, event)
+            return tiers.told(_replay(context.idempotency, event), notices)
         order = context.order
         if order is not None and order.member_id != event.member_id:
             raise Conflict(f"order {event.order_id} belongs to another member")
@@ -56,13 +59,14 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
             if order is not None and order.paid and order.points_earned > order.points_taken_back:
                 account = store.load_account(event.member_id, with_lots=True)
             change, points, balance = _plan_refund(rules, event, account, order, now)
-        response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance}
+        response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance,
+                    **tiers.tier_up_answer(context.account.engagement, change.engagement, rules, now)}
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
         try:
             store.commit(replace(change, idempotency=record))
         except AlreadyApplied:
-            return _replay(store.get_idempotency(key), event)
-        return response
+            return tiers.told(_replay(store.get_idempotency(key), event), notices)
+        return tiers.told(response, notices)
 
     return with_retries(attempt)
 
@@ -88,7 +92,9 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     if order is not None and order.paid:
         # Paid twice under different event ids: the order earns once.
         return Change(member_id=event.member_id, expected_version=None, touches_account=False), 0, account.balance
-    earned = rules.earn.points_for(event.amount_minor, event.currency)
+    base_points = rules.earn.points_for(event.amount_minor, event.currency)
+    tier_bonus = tiers.order_bonus(account.engagement, base_points, rules)   # E7: the tier's multiplier
+    earned = base_points + tier_bonus
     refunded = order.refunded_minor if order else 0
     if order is not None and order.cancelled:
         refunded = event.amount_minor
@@ -110,6 +116,9 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     entries = [LedgerEntry(entry_id=stable_id(event.event_id, "earn"), type=EntryType.EARN, amount=earned,
                            recorded_at=t, reason="order paid", source=source,
                            meta={"event_id": event.event_id, "amount_minor": event.amount_minor, "currency": event.currency})]
+    if tier_bonus:
+        entries[0] = replace(entries[0], amount=base_points)
+        entries.append(tiers.bonus_entry(account.engagement, rules, event.event_id, tier_bonus, t, source, lot_id))
     if taken_back:
         entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "refund"), type=EntryType.REFUND,
                                    amount=-taken_back, recorded_at=t, reason="refunded before payment was reported",
@@ -124,10 +133,13 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
                                    lots=((lot_id, expired),)))
     lot = Lot(lot_id=lot_id, earned_at=event.occurred_at, expires_at=expires_at, points=net,
               remaining=lot_points, source=source)
-    entries = in_sequence([replace(e, lots=((lot_id, net),)) if e.type is EntryType.EARN else e for e in entries])
+    entries = in_sequence([replace(e, lots=((lot_id, max(0, net - tier_bonus)),)) if e.type is EntryType.EARN and not e.lots
+                           else e for e in entries])
+    engagement, _ = tiers.qualify(account.engagement, net, event.occurred_at, rules, now)
     change = Change(member_id=event.member_id, expected_version=account.version,
                     balance_delta=net - expired, debt_delta=debt_left - account.debt, last_tx=entries[-1].recorded_at,
-                    lots=(LotWrite(lot=lot, new=True),) if net > 0 else (), entries=entries, order=state)
+                    lots=(LotWrite(lot=lot, new=True),) if net > 0 else (), entries=entries, order=state,
+                    engagement=engagement)
     return change, net - expired, account.balance + net - expired
 
 
@@ -167,8 +179,10 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
                         recorded_at=t, reason="order cancelled" if cancelled else "order refunded",
                         source=f"order:{event.order_id}", lots=tuple(allocation), meta=meta)
     expected = {lot.lot_id: lot.remaining for lot in account.lots}
+    # E7: the refunded share leaves the qualifying bucket of the day the order was paid
+    engagement, _ = tiers.qualify(account.engagement, -to_take, base.paid_at or now, rules, now)
     change = Change(member_id=event.member_id, expected_version=account.version, balance_delta=-amount_taken,
                     debt_delta=debt_added, last_tx=t,
                     lots=tuple(LotWrite(lot=lot, expected_remaining=expected[lot.lot_id]) for lot in changed),
-                    entries=(entry,), order=state)
+                    entries=(entry,), order=state, engagement=engagement)
     return change, -amount_taken, account.balance - amount_taken
