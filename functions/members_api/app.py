@@ -47,7 +47,8 @@ def put_member(member_id: str):
 
 @app.get("/members/<member_id>")
 def get_member(member_id: str):
-    return reply(200, members.member_view(wiring.profile_store(), wiring.account_store(), check_member_id(member_id)))
+    return reply(200, members.member_view(wiring.profile_store(), wiring.account_store(), check_member_id(member_id),
+                                          wiring.rules(), _now()))
 
 
 @app.put("/members/<member_id>/consents/<channel>")
