@@ -1,5 +1,8 @@
 """Random sequences of earn / refund / cancel / redeem / cancel-redemption / expire /
-adjust keep the ledger's invariant: balance = sum of entries = sum of lots - debt.
+adjust / tier review keep the ledger's invariant: balance = sum of entries = sum of lots - debt.
+With tiers (E7): orders earn the tier's multiplier, refunds lower qualifying points, a
+member above the base tier is always in the review index, a review leaves nobody above
+the tier their window reaches, and a per-member limit is never exceeded (E10).
 
 Time also goes backwards: callers whose clocks are behind (by up to three days), past
 nights run again, and nights missed in an outage run late. A night run for a time before
@@ -16,13 +19,15 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 from loyalty.adapters.memory import MemoryLedgerStore
 from loyalty.domain import parse_time
-from loyalty.errors import Conflict
+from loyalty.errors import Conflict, NotFound
 from loyalty.rules import build_rules
 from loyalty.services.adjustments import adjust_points
 from loyalty.services.expiry import expire_due_lots
 from loyalty.services.orders import OrderEvent, handle_order_event
 from loyalty.services.queries import reconcile
+from loyalty.engagement.tiers import local_day, qualifying_points
 from loyalty.services.redemptions import cancel_redemption, redeem
+from loyalty.services.tier_review import review_tiers
 
 MEMBERS = ["alice", "bob"]
 START = parse_time("2026-01-01T09:00:00+08:00")
@@ -41,6 +46,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.orders: dict[str, tuple[str, int, int]] = {}  # order -> member, amount, refunded
         self.redemptions: list[tuple[str, str]] = []
         self.swept_until = START - timedelta(days=400)  # the latest time a nightly run has swept to
+        self.reviewed_until = START - MAX_SKEW           # the latest tier review
 
     def _id(self, prefix: str) -> str:
         self.counter += 1
@@ -82,12 +88,13 @@ class LedgerMachine(RuleBasedStateMachine):
         result = handle_order_event(self.store, self.rules, event, self.now)
         assert result["points"] <= 0
 
-    @rule(member=st.sampled_from(MEMBERS), item=st.sampled_from(["coupon-10", "free-shipping", "coffee-mug"]))
+    @rule(member=st.sampled_from(MEMBERS),
+          item=st.sampled_from(["coupon-10", "free-shipping", "coffee-mug", "birthday-cake", "vip-lounge-pass"]))
     def redeem_item(self, member, item):
         before = self.store.load_account(member, with_lots=False).balance
         try:
             redemption, _ = redeem(self.store, self.rules, member, item, self._id("k"), self.now)
-        except Conflict:
+        except (Conflict, NotFound):
             assert self.store.load_account(member, with_lots=False).balance == before
             return
         self.redemptions.append((member, redemption.redemption_id))
@@ -133,6 +140,40 @@ class LedgerMachine(RuleBasedStateMachine):
             adjust_points(self.store, self.rules, member, points, "test", "op", self._id("a"), "h", self.now)
         except Conflict:
             assert points < 0
+
+    @rule()
+    def nightly_tier_review(self):
+        """Tonight's review, at the furthest clock (every bucket is on or before its day),
+        reading back far enough for every check day a skewed clock may have set."""
+        class Queues:
+            sent = []
+
+            def send(self, name, body, delay_s=0):
+                self.sent.append(body)
+
+        day = local_day(self.latest, self.rules)
+        catch_up = max(0, (self.latest - self.reviewed_until).days) + 2 + MAX_SKEW.days
+        review_tiers(self.store, Queues(), self.rules, self.latest, 4, catch_up_days=catch_up)
+        self.reviewed_until = self.latest
+        tiers = self.rules.tiers
+        for member in MEMBERS:
+            state = self.store.load_account(member, with_lots=False).engagement.tier
+            assert state.check_on is None or state.check_on > day.isoformat()
+            assert tiers.rank(state.name) <= tiers.rank(tiers.for_points(qualifying_points(state, day, self.rules)).name)
+
+    @invariant()
+    def tiers_are_reviewable_and_limits_kept(self):
+        if not hasattr(self, "store"):
+            return
+        for member in MEMBERS:
+            state = self.store.load_account(member, with_lots=False).engagement.tier
+            assert all(n > 0 for _, n in state.qualifying)
+            assert len(state.qualifying) <= self.rules.tiers.window_days + MAX_SKEW.days + 1
+            if self.rules.tiers.rank(state.name) > 0:   # above the base tier: the nightly review will see it
+                assert state.check_on is not None and state.check_on <= state.review_on
+            live = [r for r in self.store.list_redemptions(member)
+                    if r.item_id == "birthday-cake" and r.status != "cancelled"]
+            assert len(live) == dict(state.redeemed).get("birthday-cake", 0) <= 1
 
     @invariant()
     def balance_equals_entries_equals_lots(self):
