@@ -76,7 +76,9 @@ def run(counter, row, n: int = 20) -> None:
         after = api.get("/_local/sandbox/stats").json()["sends_accepted"]
         sent = sum(after.values()) - sum(before.values())
         reminders = n + 1
-        planner_reads = counter.index_queries.get("ExpiryIndex", 0)
+        # the planner's index pages, and the nightly tier review's that the schedule catch-up
+        # ran on the way to the planner's time: neither is a reminder's
+        planner_reads = counter.index_queries.get("ExpiryIndex", 0) + counter.index_queries.get("TierReviews", 0)
         per_reminder = (counter.total - planner_reads) / reminders
         row("one reminder, end to end: provider HTTP calls", f"{sent / reminders:.2f}", "1", sent == reminders)
         row("one reminder, end to end: DynamoDB calls", f"{per_reminder:.2f}", "≤ 4", per_reminder <= 4)
