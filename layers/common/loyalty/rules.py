@@ -266,6 +266,10 @@ class Rules(_Strict):
         ids = [item.item_id for item in self.catalog]
         if len(ids) != len(set(ids)):
             raise ValueError("catalog item ids must be unique")
+        if len(self.tiers.levels) > 1 and self.templates:
+            missing = [t for t in (self.tiers.up_template, self.tiers.warning_template) if t not in self.templates]
+            if missing:
+                raise ValueError(f"tiers: no message template {', '.join(missing)} for the tier notices")
         names = {t.name for t in self.tiers.levels}
         for item in self.catalog:
             if item.min_tier is not None and item.min_tier not in names:

@@ -79,16 +79,19 @@ def plan_reminders(store: LedgerStore, rules: "Rules", now: datetime, shards: in
 
     jobs = []
     for member_id, by_stage in sorted(found.items()):
-        eligible = []
+        eligible, early = [], None
         for stage, (total, day) in by_stage.items():
             if stage == config.early_stage_days and stage not in config.stages_days:
-                ok = total >= config.high_value_points or early_by_tier(member_id)
+                ok = total >= config.high_value_points
+                early = None if ok or total <= 0 else (stage, total, day)
             elif total < config.min_points:
                 ok = stage == config.small_amount_stage_days
             else:
                 ok = True
             if ok and total > 0:
                 eligible.append((stage, total, day))
+        if not eligible and early is not None and early_by_tier(member_id):
+            eligible.append(early)   # the tier is read only when it decides (a nearer stage wins anyway)
         if not eligible:
             continue
         stage, total, day = min(eligible)
