@@ -238,3 +238,26 @@ def test_redeeming_charges_todays_price_once_keeps_the_per_member_count_and_hide
     third, created = redeem(store, CATALOG, "m1", "cake", "k3", day + timedelta(days=2))
     assert created and third.points == 300
     assert_reconciled(store)
+
+
+def test_concurrent_redemptions_never_pass_the_per_member_limit(store):
+    """The count is taken under the debit's version check: of 6 concurrent requests (each
+    its own key) for an item limited to 2 per member, exactly 2 are redeemed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loyalty.services.redemptions import redeem
+    handle_order_event(store, CATALOG, paid("e1", "o1", 300000), T0)         # 3020 points
+    day = parse_time("2026-03-17T12:00:00+08:00")
+
+    def attempt(i):
+        try:
+            return redeem(store, CATALOG, "m1", "cake", f"k{i}", day)[1]
+        except Conflict:
+            return False
+
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(attempt, range(6)))
+    assert created.count(True) == 2
+    assert store.load_account("m1", with_lots=False).balance == 3020 - 600
+    assert len(store.list_redemptions("m1")) == 2
+    assert_reconciled(store)
