@@ -85,3 +85,21 @@ def test_a_downgrade_may_pass_several_tiers_and_an_upgrade_several_too():
 def test_the_multiplier_rounds_down_and_the_base_tier_earns_none():
     silver, _ = tiers.qualify(Engagement(), 2000, AT, RULES)
     assert tiers.order_bonus(silver, 125, RULES) == 12 and tiers.order_bonus(Engagement(), 125, RULES) == 0
+
+
+@pytest.mark.parametrize("name, variables", [
+    ("tier_up", {"name": "Ana", "tier": "silver", "qualifying_points": 2040}),
+    ("tier_warning", {"name": "Ana", "tier": "silver", "points_needed": 2000, "review_date": "2026-06-08",
+                      "link": "https://example.com/m/ana", "link_token": "ana"}),
+])
+def test_the_tier_templates_render_on_every_channel_and_locale(name, variables):
+    from loyalty.messaging.templates import LOCALES, render
+    template = RULES.template(name)
+    assert template.category == ("transactional" if name == "tier_up" else "utility")
+    for locale in LOCALES:
+        whatsapp = render(template, "whatsapp", locale, variables, message_id="m1")
+        assert whatsapp["name"] == name and all(p.strip() for p in whatsapp["body_params"])
+        wechat = render(template, "wechat", locale, variables, message_id="m1")
+        assert all(0 < len(v) <= 20 for v in wechat["data"].values())
+        sms = render(template, "sms", locale, variables, message_id="m1")
+        assert "silver" in sms["text"] and "{" not in sms["text"]
