@@ -49,6 +49,9 @@ def run() -> None:
         ledger.referred_first_orders(aws, counter, row)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                               due=int(os.environ.get("BENCH_DUE", "300")), meter=meter, nightly=nightly)
+        from bench import tiers
+        tiers.nightly_tier_review(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
+                                  due=int(os.environ.get("BENCH_DUE", "300")))
         from bench import messaging
         messaging.planning(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                            due=int(os.environ.get("BENCH_DUE", "300")))

@@ -540,7 +540,9 @@ def test_the_engagement_state_is_written_with_the_account_and_kept_by_blind_writ
     from loyalty.records import Change
     handle_order_event(store, RULES, paid("e1", "o1", 10000), T0)
     account = store.load_account("m1", with_lots=False)
-    assert account.engagement == Engagement(progress=Progress(orders_paid=1))   # the order counted
+    # the order counted (E2) and filled its day's bucket (E7)
+    assert account.engagement == Engagement(progress=Progress(orders_paid=1),
+                                            tier=TierState(qualifying=(("2026-03-10", 120),)))
     state = Engagement(counter=DayCounter(day="2026-03-10", points=35, recent=("2026-03-10T02:00:00.000000Z",)),
                        progress=Progress(orders_paid=1, rewarded=("first_order",), badges=("vip",), referrer="m9"),
                        tier=TierState(name="silver", qualifying=(("2026-03-10", 120),), review_on="2026-06-08"),

@@ -48,7 +48,8 @@ def put_member(member_id: str):
 
 @app.get("/members/<member_id>")
 def get_member(member_id: str):
-    return reply(200, members.member_view(wiring.profile_store(), wiring.account_store(), check_member_id(member_id)))
+    return reply(200, members.member_view(wiring.profile_store(), wiring.account_store(), check_member_id(member_id),
+                                          wiring.rules(), _now()))
 
 
 @app.put("/members/<member_id>/consents/<channel>")
@@ -204,7 +205,10 @@ def post_campaign():
 
 @app.get("/catalog")
 def get_catalog():
-    return reply(200, catalog.catalog_view(wiring.rules()))
+    member_id = app.current_event.get_query_string_value("member_id")
+    if member_id is None:
+        return reply(200, catalog.catalog_view(wiring.rules()))
+    return reply(200, catalog.member_catalog(wiring.account_store(), wiring.rules(), check_member_id(member_id), _now()))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

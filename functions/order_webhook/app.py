@@ -15,9 +15,11 @@ app = http_app()
 @app.post("/webhooks/orders")
 def order_event():
     now = datetime.now(timezone.utc)
-    result = order_callback(raw_body(app), app.current_event.get_header_value("X-Signature"), now)
+    told: list[dict] = []
+    result = order_callback(raw_body(app), app.current_event.get_header_value("X-Signature"), now, told)
     logger.info("order callback applied", extra={"event_id": result["event_id"], "points": result["points"]})
     notices.points_credited(wiring.queues(), result, now, logger)
+    notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
     return reply(200, result)
 
 

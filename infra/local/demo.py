@@ -106,6 +106,7 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     s.say(now, f"Bob earns {bob['points']}, spends 4500 on a coupon, then his order is cancelled -> "
                f"{cancel['points']:+}: balance {cancel['balance']} (a debt his next points settle first)")
 
+    _tiers(s, now)
     _messaging(s, first, now)
 
     expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
@@ -131,6 +132,30 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     out(f"  reconcile: {checked} members, balance = sum of entries = sum of lots - debt: "
         f"{'ok' if not bad else f'{len(bad)} MISMATCHED'}")
     out("")
+
+
+def _tiers(s: Story, now: datetime) -> None:
+    """Dee crosses silver with an order (E7): the tier moves with it, she is told, her
+    catalog shows what her tier may see (E10)."""
+    s.call("PUT", "/members/dee", {"name": "Dee", "phone": "+85291230077", "locale": "en",
+                                    "time_zone": "Asia/Hong_Kong", "preferred_channels": ["whatsapp"]})
+    s.call("PUT", "/members/dee/consents/whatsapp", {"status": "opted_in", "source": "checkout_checkbox",
+                                                     "at": (now - timedelta(days=30)).isoformat()})
+    s.order("evt-D1-paid", "order.paid", now - timedelta(days=10), "D1", "dee", 150000)
+    _, crossed = s.order("evt-D2-paid", "order.paid", now - timedelta(days=1), "D2", "dee", 60000)
+    tier = s.call("GET", "/members/dee")["tier"]
+    s.say(now - timedelta(days=1), f"Dee's order D2 takes her 90 days to {tier['qualifying_points']} points -> tier "
+                                   f"{tier['name']} at once (next: {tier['next']['name']}, "
+                                   f"{tier['next']['points_needed']} to go), tier-up notice queued")
+    _, third = s.order("evt-D3-paid", "order.paid", now, "D3", "dee", 10000)
+    s.say(now, f"Dee's next order earns {third['points']} (silver's x1.1 as its own entry)")
+    for who in ("dee", "bob"):
+        seen = s.call("GET", f"/catalog?member_id={who}")
+        s.say(now, f"GET /catalog?member_id={who} ({seen['tier']}): "
+                   f"{', '.join(i['item_id'] for i in seen['items'])}")
+    bob = s.call("GET", "/members/bob")["tier"]
+    s.say(now, f"Bob's cancelled order left his 90 days ({bob['qualifying_points']} points): he stays "
+               f"{bob['name']} until the nightly review decides, with a warning first when there is time")
 
 
 def _messaging(s: Story, first: datetime, now: datetime) -> None:

@@ -92,6 +92,7 @@ class Member:
     provider: str                        # whatsapp | twilio | aliyun | wechat
     contact: str                         # +E.164 phone, or the OpenID
     expected: int = 0                    # the balance the driver computed
+    tier: int = 0                        # the tier's rank (TIERS) the driver computed: upgrades only here
     orders: dict = field(default_factory=dict)       # order_id -> {"amount", "earned", "refunded", "taken", "paid"}
     redeemed: list = field(default_factory=list)
     inbound: list = field(default_factory=list)      # {"keyword", "id", "status", "reply"}
@@ -165,6 +166,22 @@ def earned_for(amount_minor: int) -> int:
     """Points of a paid CNY order under the default rules, computed here, not by the app:
     1 per yuan, floor, plus 20 from 100 yuan."""
     return amount_minor // 100 + (20 if amount_minor >= 10000 else 0)
+
+
+# default_rules.json's tiers (E7), computed here: (threshold in 90 days, multiplier %)
+TIERS = ((0, 100), (2000, 110), (6000, 125), (15000, 150))
+
+
+def tier_for(points: int) -> int:
+    return max(rank for rank, (threshold, _) in enumerate(TIERS) if points >= threshold)
+
+
+def qualifying(member: "Member", today) -> int:
+    """Points the member's paid orders earned in the 90 programme-local days to `today`,
+    less what refunds took back (the soak's orders are reported in sequence per member)."""
+    start = today - timedelta(days=89)
+    return sum(state["earned"] - state["taken"] for state in member.orders.values()
+               if state["paid"] and start <= state["occurred"].astimezone(SHANGHAI).date() <= today)
 
 
 def taken_back_target(earned: int, amount: int, refunded: int) -> int:
@@ -246,7 +263,9 @@ def report_order(client: Client, member: Member, event: tuple) -> None:
                                                 "paid": False, "cancelled": False})
     # what the application must have done, computed here
     if kind == "paid":
-        state["paid"], state["earned"] = True, earned_for(amount)
+        base = earned_for(amount)
+        state["paid"], state["earned"], state["occurred"] = True, base + base * (TIERS[member.tier][1] - 100) // 100, \
+            occurred
         expected = state["earned"]
     elif kind == "cancelled":
         state["cancelled"] = True
@@ -262,6 +281,11 @@ def report_order(client: Client, member: Member, event: tuple) -> None:
     member.expected += expected
     if kind == "paid" and expected > 0:
         member.expect["notice", "points_credited"] += 1
+    if kind == "paid":
+        reached = tier_for(qualifying(member, datetime.now(SHANGHAI).date()))
+        if reached > member.tier:                # the order that crosses a threshold upgrades (no downgrade
+            member.tier = reached                # is due within the soak's 40 days of orders)
+            member.expect["notice", "tier_up"] += 1
     if answer.status_code != 200:
         member.problems.append(f"order {body['event_id']} -> {answer.status_code} {answer.text[:200]}")
         return
@@ -408,7 +432,9 @@ def check_points(client: Client, members: list[Member], report: SoakReport) -> N
         if sum(entry["amount"] for entry in entries) != balance:
             problems.append(f"{member.member_id}: entries add up to {sum(e['amount'] for e in entries)}, "
                             f"balance {balance}")
-        earns = Counter(entry["source"] for entry in entries if entry["type"] == "EARN")
+        # an order's own EARN entry; a rule's (the tier multiplier) names the rule in its meta
+        earns = Counter(entry["source"] for entry in entries
+                        if entry["type"] == "EARN" and "rule" not in entry.get("meta", {}))
         for order_id, state in member.orders.items():
             wanted = 1 if state["paid"] and state["earned"] > 0 else 0
             if earns.get(f"order:{order_id}", 0) != wanted:

@@ -147,8 +147,9 @@ def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
         assert os.environ["TABLE_NAME"] == "template-test-LoyaltyTable"
         table = aws.client("dynamodb").describe_table(TableName="template-test-LoyaltyTable")["Table"]
         indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-        assert set(indexes) == {"ExpiryIndex", "MemberMessages", "PendingPushes"}
+        assert set(indexes) == {"ExpiryIndex", "MemberMessages", "PendingPushes", "TierReviews"}
         assert indexes["ExpiryIndex"]["Projection"]["ProjectionType"] == "INCLUDE"
+        assert indexes["TierReviews"]["Projection"]["ProjectionType"] == "INCLUDE"
         secret = json.loads(aws.client("secretsmanager").get_secret_value(
             SecretId=os.environ["SECRETS_ID"])["SecretString"])
         assert secret["ORDER_WEBHOOK_SECRET"] == "from-the-environment"
@@ -233,7 +234,7 @@ def test_every_scheduled_function_has_its_failures_caught():
     scheduled = {name: f["Properties"] for name, f in functions.items()
                  if any(e["Type"] == "ScheduleV2" for e in (f["Properties"].get("Events") or {}).values())}
     assert set(scheduled) == {"ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction",
-                              "ReapplyPushesFunction"}
+                              "ReapplyPushesFunction", "TierReviewFunction"}
     queues = {k: r["Properties"] for k, r in _resources_of_type("AWS::SQS::Queue").items()}
     for name, properties in scheduled.items():
         for event in properties["Events"].values():
@@ -377,7 +378,8 @@ def test_the_model_knows_where_scheduled_runs_fail_to():
     model = load_template(TEMPLATE)
     dlq = model.queues["ScheduledRunsDLQ"]
     assert dlq in model.dead_letter_queues()
-    for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction", "ReapplyPushesFunction"):
+    for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction", "ReapplyPushesFunction",
+                 "TierReviewFunction"):
         function = model.functions[name]
         assert function.on_failure_arn == dlq.arn and function.async_retries == 2
         assert [event.dead_letter_arn for event in function.events] == [dlq.arn]

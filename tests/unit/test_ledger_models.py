@@ -32,7 +32,7 @@ def test_the_table_keys_the_models_use_are_the_templates():
 
 def test_the_expiry_index_and_its_projection_are_the_templates():
     [index] = [i for i in TABLE["GlobalSecondaryIndexes"] if i["IndexName"] == base.EXPIRY_INDEX]
-    [ours] = base.SCHEMA["GlobalSecondaryIndexes"]
+    [ours] = [i for i in base.SCHEMA["GlobalSecondaryIndexes"] if i["IndexName"] == base.EXPIRY_INDEX]
     assert ours["KeySchema"] == index["KeySchema"]
     [model_index] = LotItem._get_schema()["global_secondary_indexes"]
     assert model_index["key_schema"] == index["KeySchema"]
@@ -40,6 +40,18 @@ def test_the_expiry_index_and_its_projection_are_the_templates():
                                          "NonKeyAttributes": index["Projection"]["NonKeyAttributes"]}
     # what the index query reads back is what the projection carries
     assert set(index["Projection"]["NonKeyAttributes"]) == {"member_id", "lot_id", "remaining", "expires_at"}
+
+
+def test_the_tier_review_index_and_its_projection_are_the_templates():
+    [index] = [i for i in TABLE["GlobalSecondaryIndexes"] if i["IndexName"] == base.TIER_REVIEW_INDEX]
+    [ours] = [i for i in base.SCHEMA["GlobalSecondaryIndexes"] if i["IndexName"] == base.TIER_REVIEW_INDEX]
+    assert ours["KeySchema"] == index["KeySchema"]
+    [model_index] = MemberItem._get_schema()["global_secondary_indexes"]
+    assert model_index["key_schema"] == index["KeySchema"]
+    assert model_index["projection"] == {"ProjectionType": "INCLUDE",
+                                         "NonKeyAttributes": index["Projection"]["NonKeyAttributes"]}
+    # the review decides on what the index carries: the account and its engagement state
+    assert set(index["Projection"]["NonKeyAttributes"]) >= {"member_id", "version", "engagement", "last_tx"}
 
 
 def test_importing_the_adapter_reads_no_settings_and_makes_no_client():

@@ -71,3 +71,15 @@ def test_redeemed_points_are_not_planned(store):
     redeem(store, RULES, "ana", "coupon-10", "k", parse_time("2027-11-01T10:00:00+08:00"))
     [job] = plan_reminders(store, RULES, NIGHT, 4)
     assert job.points == 20 and job.stage_days == 3   # small now, but this is the small-amount stage
+
+
+def test_a_tier_with_the_early_reminder_perk_gets_the_early_stage_whatever_the_amount(store):
+    from loyalty.engagement.state import Engagement, TierState
+    from loyalty.records import Change
+    earn(store, "gold-ana", 50000, "2027-12-10")          # 520 points in 30 days: below the high-value amount
+    earn(store, "plain-bo", 50000, "2027-12-10")
+    account = store.load_account("gold-ana", with_lots=False)
+    store.commit(Change("gold-ana", account.version, engagement=Engagement(tier=TierState(name="gold"))))
+    [job] = plan_reminders(store, RULES, NIGHT, 4)
+    assert (job.member_id, job.stage_days, job.points) == ("gold-ana", 30, 520)
+    assert RULES.tiers.level("gold").early_reminder and not RULES.tiers.level("silver").early_reminder

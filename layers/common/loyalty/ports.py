@@ -48,6 +48,10 @@ class AccountStore(Protocol):
         """Pages of (member, order) whose pending points are due for release on `day` in
         `shard`, at or before `until` (the index, not the table)."""
 
+    def tier_reviews(self, day: date, shard: int) -> Iterator[list[Account]]:
+        """Pages of the accounts (without lots) whose tier the nightly review looks at on
+        `day` (their engagement's tier.check_on) in `shard`."""
+
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         """Entries newest first, and the key to continue from."""
 

@@ -61,8 +61,32 @@ class RefundRules(_Strict):
     negative_balance: Literal["allow", "clamp"] = "allow"
 
 
+class RedemptionDays(_Strict):
+    """Redemption-day discounts (E10): on these programme-local days, discountable items
+    cost `percent_off` less (rounded in the member's favour)."""
+
+    days_of_month: tuple[int, ...] = ()
+    weekdays: tuple[int, ...] = Field((), description="ISO weekdays: 1 = Monday ... 7 = Sunday")
+    percent_off: int = Field(20, ge=0, le=100)
+
+    @field_validator("days_of_month")
+    @classmethod
+    def _days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= d <= 31 for d in value):
+            raise ValueError("days of the month are 1..31")
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= d <= 7 for d in value):
+            raise ValueError("ISO weekdays are 1 (Monday) .. 7 (Sunday)")
+        return value
+
+
 class RedemptionRules(_Strict):
     points_per_currency_unit: int = Field(100, ge=1)
+    discount_days: RedemptionDays = RedemptionDays()
 
 
 class CatalogItem(_Strict):
@@ -73,6 +97,48 @@ class CatalogItem(_Strict):
     fulfilment: Literal["instant", "pending"] = "instant"
     stock: int | None = Field(None, ge=0)
     active: bool = True
+    min_tier: str | None = Field(None, description="hidden from members below this tier (E7 perk)")
+    per_member_limit: int | None = Field(None, ge=1, description="redemptions per member, cancelled ones given back")
+    discountable: bool = Field(True, description="cheaper on redemption days")
+
+
+class Tier(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    threshold: int = Field(ge=0, description="points earned in the window from which the tier applies")
+    multiplier_percent: int = Field(100, ge=100, le=1000, description="order points x this / 100 (perk)")
+    early_reminder: bool = Field(False, description="gets the reminders' early stage whatever the amount")
+
+
+class TierRules(_Strict):
+    """Tiers (E7) from the points earned in the rolling window (programme-local days)."""
+
+    window_days: int = Field(90, ge=1, le=366)
+    warning_days: int = Field(7, ge=0, le=60, description="a warning this many days before a downgrade")
+    catch_up_days: int = Field(7, ge=0, le=60, description="earlier review days the nightly run also reads")
+    levels: tuple[Tier, ...]
+    up_template: str = "tier_up"
+    warning_template: str = "tier_warning"
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if not value or value[0].threshold != 0:
+            raise ValueError("the first tier is the base tier, from 0 points")
+        if any(b.threshold <= a.threshold for a, b in zip(value, value[1:])):
+            raise ValueError("tiers in order of strictly increasing threshold")
+        if len({t.name for t in value}) != len(value):
+            raise ValueError("tier names must be unique")
+        return value
+
+    def level(self, name: str | None) -> Tier:
+        """The tier of that name; the base tier for none (or one no longer configured)."""
+        return next((t for t in self.levels if t.name == name), self.levels[0])
+
+    def rank(self, name: str | None) -> int:
+        return self.levels.index(self.level(name))
+
+    def for_points(self, points: int) -> Tier:
+        return [t for t in self.levels if t.threshold <= points][-1]
 
 
 class Window(_Strict):
@@ -267,6 +333,7 @@ class Rules(_Strict):
     refunds: RefundRules = RefundRules()
     redemption: RedemptionRules = RedemptionRules()
     catalog: tuple[CatalogItem, ...] = ()
+    tiers: TierRules = TierRules(levels=(Tier(name="member", threshold=0),))
     messaging: MessagingRules = MessagingRules()
     templates: dict[str, "MessageTemplate"] = {}
     activities: ActivityRules = ActivityRules()
@@ -290,6 +357,14 @@ class Rules(_Strict):
         ids = [item.item_id for item in self.catalog]
         if len(ids) != len(set(ids)):
             raise ValueError("catalog item ids must be unique")
+        if len(self.tiers.levels) > 1 and self.templates:
+            missing = [t for t in (self.tiers.up_template, self.tiers.warning_template) if t not in self.templates]
+            if missing:
+                raise ValueError(f"tiers: no message template {', '.join(missing)} for the tier notices")
+        names = {t.name for t in self.tiers.levels}
+        for item in self.catalog:
+            if item.min_tier is not None and item.min_tier not in names:
+                raise ValueError(f"catalog item {item.item_id}: min_tier {item.min_tier!r} is not a tier")
         return self
 
     def template(self, name: str) -> "MessageTemplate":

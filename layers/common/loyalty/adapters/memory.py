@@ -75,6 +75,12 @@ class MemoryAccountStore:
         if page:
             yield [(member, order) for _, member, order in page]
 
+    def tier_reviews(self, day: date, shard: int) -> Iterator[list[Account]]:
+        page = [account for member_id, account in sorted(self.accounts.items())
+                if account.engagement.tier.check_on == day.isoformat() and shard_of(member_id, self.shards) == shard]
+        if page:
+            yield page
+
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         keyed = sorted(((self._entry_key(e), e) for e in self.entries.get(member_id, {}).values()), reverse=True)
         if cursor:

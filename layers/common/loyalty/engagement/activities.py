@@ -159,8 +159,10 @@ def _plan(rules: "Rules", member_id: str, activity: Activity, context, now: date
               rules.expiry.months), points=fit, remaining=lot_points, source=source)
     entry = LedgerEntry(entry_id=stable_id("activity", member_id, activity.activity_id), type=EntryType.ACTIVITY,
                         amount=fit, recorded_at=t, reason=reason, source=source, lots=((lot_id, fit),), meta=meta)
+    from . import tiers   # E7: what a member earns counts towards the tier, in the credit's write
+    qualified, _ = tiers.qualify(change.engagement, fit, activity.occurred_at, rules, now)
     change = replace(change, balance_delta=fit, debt_delta=debt_left - account.debt, last_tx=t,
-                     lots=(LotWrite(lot=lot, new=True),), entries=(entry,))
+                     lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified)
     return change, _answer(activity, "capped" if capped else "credited", fit, account.balance + fit, capped)
 
 

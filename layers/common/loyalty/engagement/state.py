@@ -53,6 +53,9 @@ class TierState:
     qualifying: tuple[tuple[str, int], ...] = ()   # (date, points earned that day), oldest first
     review_on: str | None = None      # the date the window may fall below the tier's threshold
     warned_on: str | None = None      # the date a downgrade warning was sent for review_on
+    check_on: str | None = None       # the next day the nightly review looks at the member (indexed)
+    # per-member catalog counts (E10): (item_id, redemptions not cancelled), for items with a limit
+    redeemed: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

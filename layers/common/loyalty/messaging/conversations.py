@@ -253,7 +253,8 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
         soon = sum(lot.remaining for lot in live if lot.expires_at.astimezone(ZoneInfo(zone)).date() == first_day)
         expiring = FRAGMENTS["expiring"][locale].format(points=f"{soon:,}",
                                                         date=format_date(live[0].expires_at, locale, zone))
-    affordable = [item for item in rules.catalog if item.active and item.points <= balance]
+    # an item hidden below a tier (E10) is never named here: the snapshot does not carry the tier
+    affordable = [item for item in rules.catalog if item.active and item.min_tier is None and item.points <= balance]
     redeemable = FRAGMENTS["redeemable"][locale].format(item=max(affordable, key=lambda i: i.points).name) \
         if affordable else ""
     return {"balance": balance, "expiring": expiring, "redeemable": redeemable}

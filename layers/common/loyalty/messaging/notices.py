@@ -36,3 +36,15 @@ def redemption_confirmed(queues: Queues, view: dict, item_name: str | None, now:
     return _queue(queues, notice_job(view["redemption_id"], view["member_id"], "redemption_confirmed",
                                      {"item": item_name or view["item_id"], "code": view["code"],
                                       "balance": view["balance"]}, now), log)
+
+
+def tier_changes(queues: Queues, told: list[dict], rules, now: datetime, log) -> int:
+    """The tier-up notices an order event told of (loyalty.engagement.tiers.told); the job
+    id comes from the event, so a retried callback queues the same notice."""
+    sent = 0
+    for notice in told:
+        if notice.get("kind") == "tier_up":
+            sent += _queue(queues, notice_job(notice["event_id"], notice["member_id"], rules.tiers.up_template,
+                                              {"tier": notice["tier"], "qualifying_points": notice["qualifying_points"]},
+                                              now), log)
+    return sent

@@ -43,7 +43,8 @@ def plan_reminders(store: LedgerStore, rules: "Rules", now: datetime, shards: in
     For each stage, the lots expiring on that local day are read from the expiry index
     (a range of the index, never a scan). Each member gets at most one job: the most
     urgent eligible stage. Small amounts are reminded at one stage only; the early stage
-    is for members with at least `high_value_points` expiring on its day.
+    is for members with at least `high_value_points` expiring on its day, and for members
+    of a tier with `early_reminder` (E7).
     """
     config = rules.messaging.reminders
     zone = ZoneInfo(rules.program_timezone)
@@ -66,18 +67,31 @@ def plan_reminders(store: LedgerStore, rules: "Rules", now: datetime, shards: in
                         points[lot.member_id] += lot.remaining
         for member_id, total in points.items():
             found[member_id][stage] = (total, day)
+    early_tiers = {t.name for t in rules.tiers.levels if t.early_reminder}
+
+    def early_by_tier(member_id: str) -> bool:
+        # E7 perk: a tier with early_reminder gets the early stage whatever the amount
+        # (one read, only for members below the high-value amount at that stage)
+        if not early_tiers:
+            return False
+        from ..engagement.tiers import tier_name
+        return tier_name(store.load_account(member_id, with_lots=False).engagement, rules) in early_tiers
+
     jobs = []
     for member_id, by_stage in sorted(found.items()):
-        eligible = []
+        eligible, early = [], None
         for stage, (total, day) in by_stage.items():
             if stage == config.early_stage_days and stage not in config.stages_days:
                 ok = total >= config.high_value_points
+                early = None if ok or total <= 0 else (stage, total, day)
             elif total < config.min_points:
                 ok = stage == config.small_amount_stage_days
             else:
                 ok = True
             if ok and total > 0:
                 eligible.append((stage, total, day))
+        if not eligible and early is not None and early_by_tier(member_id):
+            eligible.append(early)   # the tier is read only when it decides (a nearer stage wins anyway)
         if not eligible:
             continue
         stage, total, day = min(eligible)

@@ -31,12 +31,16 @@ def update_profile(profiles: ProfileStore, accounts: AccountStore, profile: Prof
     return member_view(profiles, accounts, profile.member_id)
 
 
-def member_view(profiles: ProfileStore, accounts: AccountStore, member_id: str) -> dict:
+def member_view(profiles: ProfileStore, accounts: AccountStore, member_id: str, rules=None, now=None) -> dict:
+    """The profile and balance; with `rules` and `now`, the member's tier (E7) as of `now`."""
     profile = profiles.get_profile(member_id)
     account = accounts.load_account(member_id, with_lots=False)
     if profile is None and account.version == 0:
         raise NotFound(f"no member {member_id}")
     body = {"member_id": member_id, "balance": account.balance}
+    if rules is not None and now is not None:
+        from ..engagement.tiers import tier_view
+        body["tier"] = tier_view(account.engagement, now, rules)
     if profile is not None:
         body.update({"name": profile.name, "phone": profile.phone, "wechat_openid": profile.wechat_openid,
                      "locale": profile.locale, "time_zone": profile.time_zone,

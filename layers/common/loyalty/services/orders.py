@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from ..engagement import tiers
 from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, iso, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
@@ -37,20 +38,22 @@ class OrderEvent:
     body_hash: str
 
 
-def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime) -> dict:
+def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime,
+                       notices: list | None = None) -> dict:
     """Apply one order event exactly once and answer {event_id, member_id, points, balance}.
 
     A retry of the same event answers what the first delivery answered; the same event id
     with another body is a Conflict. What hangs on a payment (milestones, the member day,
     the referrer's reward, an upgrade gift) is credited in the same transaction, and a
-    refund takes it back with the order's points.
+    refund takes it back with the order's points. `notices`, when given, receives what the
+    event announces beyond the credit (a tier-up), kept with the answer so a retry tells it again.
     """
     key = f"order-event#{event.event_id}"
 
     def attempt() -> dict:
         context = store.load_order_context(event.member_id, key, event.order_id)
         if context.idempotency is not None:
-            return _replay(context.idempotency, event)
+            return tiers.told(_replay(context.idempotency, event), notices)
         order = context.order
         if order is not None and order.member_id != event.member_id:
             raise Conflict(f"order {event.order_id} belongs to another member")
@@ -72,7 +75,8 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
                     gift = store.get_redemption(event.member_id, order.gift)
             waiting = store.get_pending(event.member_id, event.order_id) if order is not None and order.pending else None
             change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting)
-        response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance}
+        response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance,
+                    **tiers.tier_up_answer(context.account.engagement, change.engagement, rules, now)}
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
         try:
             store.commit(replace(change, idempotency=record))
@@ -80,8 +84,8 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
             found = store.get_idempotency(key)
             if found is None and change.redemption is not None:
                 raise ConcurrentUpdate("the order's gift was written by another event of the order") from None
-            return _replay(found, event)
-        return response
+            return tiers.told(_replay(found, event), notices)
+        return tiers.told(response, notices)
 
     return with_retries(attempt)
 
@@ -155,7 +159,9 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     if order is not None and order.paid:
         # Paid twice under different event ids: the order earns once.
         return Change(member_id=event.member_id, expected_version=None, touches_account=False), 0, account.balance
-    earned = rules.earn.points_for(event.amount_minor, event.currency)
+    base_points = rules.earn.points_for(event.amount_minor, event.currency)
+    tier_bonus = tiers.order_bonus(account.engagement, base_points, rules)   # E7: the tier's multiplier
+    earned = base_points + tier_bonus
     refunded = order.refunded_minor if order else 0
     if order is not None and order.cancelled:
         refunded = event.amount_minor
@@ -194,10 +200,12 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
 
     entries = []
     if earned:
-        entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "earn"), type=EntryType.EARN, amount=earned,
+        entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "earn"), type=EntryType.EARN, amount=base_points,
                                    recorded_at=now, reason="order paid", source=source,
                                    meta={"event_id": event.event_id, "amount_minor": event.amount_minor,
                                          "currency": event.currency}))
+    if tier_bonus:   # E7: the tier's multiplier, its own entry in the order's lot (OrderState.points_earned has it)
+        entries.append(tiers.bonus_entry(account.engagement, rules, event.event_id, tier_bonus, now, source, lot_id))
     if taken_back:
         entries.append(LedgerEntry(entry_id=stable_id(event.event_id, "refund"), type=EntryType.REFUND,
                                    amount=-taken_back, recorded_at=now, reason="refunded before payment was reported",
@@ -205,8 +213,11 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     entries += [_bonus_entry(b, n, event, source) for b, n in own if n]
     credit = _credit(account, lot_id, source, event.occurred_at, expires_at, entries, event.event_id, now)
     if earned and credit.entries:   # the order's EARN entry names what the order itself put in the lot
-        credit = replace(credit, entries=tuple(replace(e, lots=((lot_id, net),)) if e.entry_id == entries[0].entry_id
+        share = max(0, net - tier_bonus)
+        credit = replace(credit, entries=tuple(replace(e, lots=((lot_id, share),)) if e.entry_id == entries[0].entry_id
                                                else e for e in credit.entries))
+    # E7: what the order credits the member counts towards the tier, in this transaction
+    engagement, _ = tiers.qualify(engagement, total, event.occurred_at, rules, now)
 
     also, recorded = [], [(b.rule_id, event.member_id, b.points, lot_id) for b, _ in own]
     for bonus in (b for b in bonuses if b.member_id is not None):
@@ -248,7 +259,8 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
     change = Change(member_id=event.member_id, expected_version=account.version,
                     balance_delta=credit.balance_delta, debt_delta=credit.debt_delta, last_tx=credit.last_tx,
                     lots=(LotWrite(lot=credit.lot, new=True),) if credit.lot else (), entries=credit.entries,
-                    order=state, engagement=engagement if counts else None, redemption=gift, also=tuple(also))
+                    order=state, engagement=engagement if counts or total else None, redemption=gift,
+                    also=tuple(also))
     return change, credit.balance_delta, account.balance + credit.balance_delta
 
 
@@ -338,6 +350,7 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
         withdrawn = replace(gift, status="cancelled", history=gift.history + (("cancelled", iso(now)),))
 
     mine = takes.pop(event.member_id)
+    qualifying_back = sum(points for _, points, _ in mine if points > 0)   # E7: what the member's window loses
     if became_full and base.counted:
         # what could not be taken back (spent, clamped) stays rewarded: see undo_order
         in_window = waiting is not None and waiting.status == "pending"   # taken from the pending credit: in full
@@ -357,6 +370,8 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
         pending = account.engagement.pending - (waiting.points - left.points)
         engagement = replace(engagement or account.engagement, pending=pending)
         mine = []
+    if qualifying_back:
+        engagement, _ = tiers.qualify(engagement or account.engagement, -qualifying_back, base.paid_at or now, rules, now)
     own = _take_back(rules, account, mine, now)
     also = []
     for member, member_takes in takes.items():

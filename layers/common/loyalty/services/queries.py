@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..domain import LedgerEntry, iso
+from ..engagement.tiers import tier_view
 from ..errors import Invalid
 from ..ports import AccountStore, ProfileStore
 
@@ -16,10 +17,10 @@ from ..ports import AccountStore, ProfileStore
 def member_points(profiles: ProfileStore, accounts: AccountStore, rules, member_id: str, now: datetime) -> dict:
     """The points view in the member's own time zone (the programme's if none is set)."""
     profile = profiles.get_profile(member_id)
-    return points_view(accounts, member_id, now, (profile and profile.time_zone) or rules.program_timezone)
+    return points_view(accounts, member_id, now, (profile and profile.time_zone) or rules.program_timezone, rules)
 
 
-def points_view(store: AccountStore, member_id: str, now: datetime, time_zone: str) -> dict:
+def points_view(store: AccountStore, member_id: str, now: datetime, time_zone: str, rules=None) -> dict:
     """Balance, what expires on which (local) date, and the lots with points left.
 
     `balance` is the ledger's (the sum of the entries). Points whose expiry instant has
@@ -41,6 +42,7 @@ def points_view(store: AccountStore, member_id: str, now: datetime, time_zone: s
         "lots": [{"lot_id": lot.lot_id, "source": lot.source, "earned_at": iso(lot.earned_at),
                   "expires_at": iso(lot.expires_at), "points": lot.points, "remaining": lot.remaining,
                   "expired": lot.expires_at <= now} for lot in live],
+        **({"tier": tier_view(account.engagement, now, rules)} if rules is not None else {}),
     }
 
 

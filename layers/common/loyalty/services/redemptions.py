@@ -13,6 +13,7 @@ from ..domain import Account, EntryType, LedgerEntry, LotWrite, in_sequence, iso
 from ..errors import AlreadyApplied, Conflict, Invalid, NotFound
 from ..ports import AccountStore
 from ..records import Change, Redemption, StockMove
+from . import catalog
 from ._retry import with_retries
 
 if TYPE_CHECKING:  # the rules' models load on first use, not at handler import
@@ -46,24 +47,28 @@ def redeem(store: AccountStore, rules: Rules, member_id: str, item_id: str, idem
         if item is None:
             raise Invalid([{"field": "item_id", "problem": f"no active catalog item {item_id!r}"}])
         account = store.load_account(member_id, with_lots=True)
-        changed, allocation, short = take_from_lots(list(account.lots), item.points, now)
+        # E10: hidden below the item's tier (404: not in this member's catalog), the
+        # member's limit (409), today's price; the count moves with the debit
+        cost, engagement = catalog.admit(item, account.engagement, rules, member_id, now)
+        changed, allocation, short = take_from_lots(list(account.lots), cost, now)
         if short:
-            raise Conflict(f"not enough points: {item_id} costs {item.points}, "
-                           f"{item.points - short} available")
+            raise Conflict(f"not enough points: {item_id} costs {cost}, "
+                           f"{cost - short} available")
         pending = item.fulfilment == "pending"
         t = next_tx_time(now, account.last_tx)
         redemption = Redemption(redemption_id=redemption_id, member_id=member_id, item_id=item_id,
-                                points=item.points, status="pending" if pending else "completed",
+                                points=cost, status="pending" if pending else "completed",
                                 code=voucher_code(redemption_id), created_at=now, request_hash=request_hash,
                                 allocation=tuple(allocation), history=(("pending" if pending else "completed", iso(now)),))
         entry = LedgerEntry(entry_id=stable_id(redemption_id, "debit"),
-                            type=EntryType.HOLD if pending else EntryType.SPEND, amount=-item.points,
+                            type=EntryType.HOLD if pending else EntryType.SPEND, amount=-cost,
                             recorded_at=t, reason=f"redeemed {item.name}", source=f"redemption:{redemption_id}",
-                            lots=tuple(allocation), meta={"item_id": item_id})
+                            lots=tuple(allocation),
+                            meta={"item_id": item_id, **({"list_points": item.points} if cost != item.points else {})})
         expected = {lot.lot_id: lot.remaining for lot in account.lots}
-        change = Change(member_id=member_id, expected_version=account.version, balance_delta=-item.points,
+        change = Change(member_id=member_id, expected_version=account.version, balance_delta=-cost,
                         last_tx=t, lots=tuple(LotWrite(lot, expected_remaining=expected[lot.lot_id]) for lot in changed),
-                        entries=(entry,), redemption=redemption,
+                        entries=(entry,), redemption=redemption, engagement=engagement,
                         stock=StockMove(item_id, 1, item.stock) if item.stock is not None else None)
         try:
             store.commit(change)
@@ -103,6 +108,7 @@ def cancel_redemption(store: AccountStore, rules: Rules, member_id: str, redempt
         change = Change(member_id=member_id, expected_version=account.version, balance_delta=kept,
                         debt_delta=restore.debt_after - account.debt, last_tx=entries[-1].recorded_at,
                         lots=restore.writes, entries=entries, redemption=cancelled, redemption_expected_status=redemption.status,
+                        engagement=catalog.given_back(account.engagement, redemption.item_id),
                         stock=StockMove(redemption.item_id, -1, None) if item is not None and item.stock is not None else None)
         store.commit(change)
         return cancelled

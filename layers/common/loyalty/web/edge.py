@@ -35,8 +35,9 @@ def check_size(body: bytes) -> None:
         raise TooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
 
 
-def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
-    """Verify, parse and apply one order callback. Every rejection happens before any write."""
+def order_callback(body: bytes, signature: str | None, now: datetime, notices: list | None = None) -> dict:
+    """Verify, parse and apply one order callback. Every rejection happens before any write.
+    `notices` receives what the event announces beyond the credit (a tier-up)."""
     check_size(body)
 
     def verify() -> None:
@@ -57,4 +58,4 @@ def order_callback(body: bytes, signature: str | None, now: datetime) -> dict:
                        order_id=parsed.order.order_id, member_id=parsed.order.member_id,
                        amount_minor=parsed.order.amount_minor, currency=parsed.order.currency,
                        refund_amount_minor=parsed.order.refund_amount_minor, body_hash=canonical_hash(document))
-    return handle_order_event(wiring.account_store(), rules, event, now)
+    return handle_order_event(wiring.account_store(), rules, event, now, notices)

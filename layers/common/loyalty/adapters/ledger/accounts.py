@@ -14,7 +14,7 @@ from ...records import Change, DueLot, IdempotencyRecord, OrderContext, PendingC
 from .base import Cancelled, LedgerTable, Transaction, member_pk, raw_key, raw_pages, sort_key, translated
 from .entries import TX, EntryItem, entry_item, entry_of
 from .lots import LotItem, add_lot_write, due_of, lot_of
-from .members import PROFILE, MemberItem, account_of
+from .members import PROFILE, MemberItem, account_of, tier_review_keys
 from .orders import (IDEM, ORDER, IdempotencyItem, OrderItem, idempotency_item, idempotency_of, idempotency_pk,
                      order_item, order_of, order_pk)
 from .pending import PendingItem, add_pending_write, due_key, pending_of, pending_sk, release_key
@@ -122,6 +122,18 @@ class DynamoAccountStore:
             yield [due_key(raw["EXP_SK"]["S"]) for raw in page]
 
     @translated
+    def tier_reviews(self, day: date, shard: int) -> Iterator[list[Account]]:
+        """The members whose tier review falls on `day` in `shard`, as the index shows
+        them (eventually consistent: a write planned on one checks its version)."""
+        results = self.Member.tier_reviews.query(f"TIER#{day.isoformat()}#{shard}")
+        for page in raw_pages(results):
+            accounts = []
+            for raw in page:
+                item = self.Member.from_raw_data(raw)
+                accounts.append(account_of(item.member_id or item.pk.removeprefix("MEMBER#"), item))
+            yield accounts
+
+    @translated
     def entries_page(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         start = None
         if cursor:
@@ -202,6 +214,9 @@ class DynamoAccountStore:
         if change.engagement is not None:
             document = change.engagement.to_document()
             actions.append(member.engagement.set(document) if document else member.engagement.remove())
+            review = tier_review_keys(change.member_id, change.engagement, self.shards)   # E7's sparse index
+            actions += ([member.tier_pk.set(review[0]), member.tier_sk.set(review[1])] if review
+                        else [member.tier_pk.remove(), member.tier_sk.remove()])
         if change.expected_version is None:   # no read: only after the member's newest entry
             condition = member.last_tx.does_not_exist() | (member.last_tx < change.last_tx)
         elif change.expected_version == 0:

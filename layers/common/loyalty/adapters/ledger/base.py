@@ -39,15 +39,18 @@ from ..table import TRANSIENT_CODES
 M = TypeVar("M", bound=Model)
 
 EXPIRY_INDEX = "ExpiryIndex"
+TIER_REVIEW_INDEX = "TierReviews"
 
 # The table's keys as template.yaml declares them (the ledger's part: MemberMessages is
 # the messaging side's). PynamoDB needs them to type keys and key conditions.
 SCHEMA = {
     "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
     "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"}
-                             for name in ("PK", "SK", "EXP_PK", "EXP_SK")],
+                             for name in ("PK", "SK", "EXP_PK", "EXP_SK", "TIER_PK", "TIER_SK")],
     "GlobalSecondaryIndexes": [{"IndexName": EXPIRY_INDEX, "KeySchema": [
-        {"AttributeName": "EXP_PK", "KeyType": "HASH"}, {"AttributeName": "EXP_SK", "KeyType": "RANGE"}]}],
+        {"AttributeName": "EXP_PK", "KeyType": "HASH"}, {"AttributeName": "EXP_SK", "KeyType": "RANGE"}]},
+        {"IndexName": TIER_REVIEW_INDEX, "KeySchema": [
+            {"AttributeName": "TIER_PK", "KeyType": "HASH"}, {"AttributeName": "TIER_SK", "KeyType": "RANGE"}]}],
 }
 
 

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 
 from ...domain import Account, Lot
 from ...errors import ConcurrentUpdate, ContactTaken
 from ...ports import CONTACTS
 from ...records import Profile
-from .base import Cancelled, JsonText, LedgerModel, LedgerTable, Transaction, UtcKeyTime, member_pk, translated
+from .base import (TIER_REVIEW_INDEX, Cancelled, JsonText, LedgerModel, LedgerTable, Transaction, UtcKeyTime,
+                   member_pk, translated)
 
 PROFILE = "PROFILE"
 ALIAS = "ALIAS"
+
+
+class TierReviewIndex(GlobalSecondaryIndex):
+    """Sparse: the members whose tier the nightly review looks at on a day (TIER#<day>#<shard>,
+    the engagement's tier.check_on), with what it decides on projected, so the review reads
+    one index item per member and writes on condition of the version it saw."""
+
+    class Meta:
+        index_name = TIER_REVIEW_INDEX
+        projection = IncludeProjection(["member_id", "version", "engagement", "balance", "debt", "last_tx"])
+
+    tier_pk = UnicodeAttribute(hash_key=True, attr_name="TIER_PK")
+    tier_sk = UnicodeAttribute(range_key=True, attr_name="TIER_SK")
 
 
 class MemberItem(LedgerModel):
@@ -28,6 +43,17 @@ class MemberItem(LedgerModel):
     last_tx = UtcKeyTime(null=True)   # the member's newest entry: a blind write must come after it
     engagement = JsonText(null=True)  # loyalty.engagement.state.Engagement.to_document()
     profile = JsonText(null=True)
+    tier_pk = UnicodeAttribute(null=True, attr_name="TIER_PK")   # only while a tier review is due
+    tier_sk = UnicodeAttribute(null=True, attr_name="TIER_SK")
+
+    tier_reviews = TierReviewIndex()
+
+
+def tier_review_keys(member_id: str, engagement, shards: int) -> tuple[str, str] | None:
+    """The member's place in the tier review index: the day the review looks next, by shard."""
+    from ...services.expiry import shard_of
+    day = engagement.tier.check_on if engagement is not None else None
+    return (f"TIER#{day}#{shard_of(member_id, shards)}", member_id) if day else None
 
 
 class AliasItem(LedgerModel):
