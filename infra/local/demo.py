@@ -77,8 +77,9 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     s.say(first - timedelta(minutes=4), "Ana ticks 'send me WhatsApp updates' at checkout: consent recorded")
 
     _, paid = s.order("evt-A1001-paid", "order.paid", first, "A1001", "ana", 123450, "HKD")
-    s.say(first, f"order A1001 paid, HK$1,234.50  -> {paid['points']:+} points (1 per HK$1, +20 over HK$100), "
-                 f"balance {paid['balance']}")
+    milestone = paid["points"] - 1254   # 1,234 for HK$1,234.50, +20 over HK$100: the rest is the first-order milestone
+    s.say(first, f"order A1001 paid, HK$1,234.50  -> {paid['points']:+} points (1 per HK$1, +20 over HK$100"
+                 f"{f', +{milestone} for a first order' if milestone else ''}), balance {paid['balance']}")
     status, again = s.order("evt-A1001-paid", "order.paid", first, "A1001", "ana", 123450, "HKD")
     s.say(first, f"the order system retries the same callback -> {status}, {again['points']:+} again in the answer, "
                  f"balance still {again['balance']}: credited once")
@@ -107,6 +108,7 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
                f"{cancel['points']:+}: balance {cancel['balance']} (a debt his next points settle first)")
 
     _tiers(s, now)
+    _engagement(s, now)
     _messaging(s, first, now)
 
     expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
@@ -156,6 +158,42 @@ def _tiers(s: Story, now: datetime) -> None:
     bob = s.call("GET", "/members/bob")["tier"]
     s.say(now, f"Bob's cancelled order left his 90 days ({bob['qualifying_points']} points): he stays "
                f"{bob['name']} until the nightly review decides, with a warning first when there is time")
+
+
+def _engagement(s: Story, now: datetime) -> None:
+    """Ana refers Eve (E3), Eve earns beyond orders (E1, E2), an operator decides a review,
+    and Eve's first order pays Ana's referral reward (E3)."""
+    s.out("")
+    joined = now - timedelta(hours=30)   # activities are told within 48 h of the service's clock
+    s.call("PUT", "/members/eve", {"name": "Eve", "phone": "+85291230088", "locale": "en",
+                                    "time_zone": "Asia/Hong_Kong", "preferred_channels": ["whatsapp"],
+                                    "referrer": "ana"})
+    eve = s.call("GET", "/members/eve/points")
+    s.say(joined, f"Eve joins with Ana as her referrer: PUT /members/eve -> +50 each (Eve's balance "
+                  f"{eve['balance']})")
+    poll = s.call("POST", "/members/eve/activities", {"activity_id": "eve-poll-1", "type": "poll",
+                                                     "occurred_at": joined.isoformat()})
+    s.say(joined, f"Eve answers a poll: POST /members/eve/activities -> {poll['status']} {poll['points']:+}, "
+                  f"balance {poll['balance']}")
+    again = s.call("POST", "/members/eve/activities", {"activity_id": "eve-poll-1", "type": "poll",
+                                                      "occurred_at": joined.isoformat()})
+    s.say(joined, f"the app sends the same activity again -> {again['status']} {again['points']:+}, balance "
+                  f"{again['balance']}: credited once")
+    post = s.call("POST", "/members/eve/activities", {"activity_id": "eve-ugc-1", "type": "ugc",
+                                                     "occurred_at": joined.isoformat()})
+    pending = s.call("GET", "/members/eve/points")["pending"]
+    s.say(joined, f"Eve posts a photo of her order (ugc) -> {post['status']}: {post['reason']}; "
+                  f"{pending} points pending, not spendable")
+    queue = s.call("GET", "/reviews?status=open")["reviews"]
+    review = next(r for r in queue if r["member_id"] == "eve")
+    decided = s.call("POST", f"/reviews/{review['review_id']}", {"decision": "approve", "note": "nice photo"})
+    s.say(joined + timedelta(hours=3), f"an operator reads GET /reviews and approves it -> {decided['status']}, "
+                                       f"Eve's balance {s.call('GET', '/members/eve/points')['balance']}")
+    _, first = s.order("evt-E1-paid", "order.paid", now - timedelta(days=1), "E1", "eve", 30000, "HKD")
+    ana = s.call("GET", "/members/ana/points")
+    s.say(now - timedelta(days=1), f"Eve's first order, HK$300 -> {first['points']:+} (the order and the "
+                                   f"first-order milestone), and Ana's referral reward: Ana's balance "
+                                   f"{ana['balance']}")
 
 
 def _messaging(s: Story, first: datetime, now: datetime) -> None:

@@ -21,6 +21,10 @@ def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
         assert "consent opted_out at once" in output, output
         assert "demo story failed" not in output
         assert "no token: GET /members/ana/points -> 401" in output and "adjustments -> 403" in output, output
+        assert "Eve joins with Ana as her referrer" in output, output              # a referral (E3)
+        assert "-> credited +5" in output and "credited once" in output, output    # an activity (E1)
+        assert "-> held:" in output and "approves it -> approved" in output, output  # a review
+        assert "tier silver at once" in output, output                             # a tier-up (E7)
         token = requests.post(running.api_url + "/_local/token", json={}, timeout=10).json()["access_token"]
         assert requests.get(running.api_url + "/members/ana/points", timeout=10,
-                            headers={"Authorization": f"Bearer {token}"}).json()["balance"] == 48
+                            headers={"Authorization": f"Bearer {token}"}).json()["balance"] == 48 + 50 + 200   # + Eve's referral

@@ -50,7 +50,8 @@ def test_a_stored_stop_is_applied_by_the_sweep_under_its_own_role(stack):
 
     run = stack.run_schedule("ReapplyPushesFunction", (came_in + timedelta(minutes=6)).isoformat())
 
-    assert run["result"]["applied"] >= 1, run
+    # this run, or a run of the same schedule that moving the clock caught up first, applied it
+    assert run["result"]["failed"] == 0, run
     assert ledger.consent_history(member, "sms")[0].status == "opted_out"
     assert all(p.dedup_key != push["dedup_key"] for p in msgs.due_inbound(came_in + timedelta(days=1)))
 
