@@ -22,6 +22,7 @@ class CallCounter:
     def __init__(self):
         self.calls: Counter[str] = Counter()
         self.by_function: Counter[str] = Counter()   # the local stack's function making the call
+        self.index_queries_by_function: Counter[tuple[str, str]] = Counter()   # (function, index)
         self.index_queries: Counter[str] = Counter()
         self.items_read = 0
 
@@ -34,6 +35,7 @@ class CallCounter:
     def _query_params(self, params=None, **_):
         if params and params.get("IndexName"):
             self.index_queries[params["IndexName"]] += 1
+            self.index_queries_by_function[_acting_function() or "-", params["IndexName"]] += 1
 
     def _after(self, parsed=None, model=None, **_):
         name = model.name
@@ -51,6 +53,7 @@ class CallCounter:
     def reset(self) -> None:
         self.calls.clear()
         self.by_function.clear()
+        self.index_queries_by_function.clear()
         self.index_queries.clear()
         self.items_read = 0
 
