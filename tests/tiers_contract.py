@@ -284,3 +284,17 @@ def test_activities_and_approved_reviews_count_towards_the_tier(store):
 
 def store_reviews(store):
     return store.reviews_page("open", None, 50)[0]
+
+
+def test_an_activity_that_crosses_a_threshold_tells_of_the_tier_up_and_a_retry_tells_it_again(store):
+    from loyalty.engagement.activities import Activity, record_activity
+    rules = build_rules({**ORDERS_ONLY, "activities": {"types": {"survey": {"points": 15}}}})
+    handle_order_event(store, rules, paid("e1", "o1", 197000), T0)                 # 1990: 10 short of silver
+    told = []
+    answer = record_activity(store, rules, "m1", Activity("a1", "survey", T0, None, None, "h1"), T0, told)
+    assert answer["status"] == "credited" and "tier_up" not in answer            # the contract's answer only
+    assert told == [{"kind": "tier_up", "event_id": "activity#m1#a1", "member_id": "m1", "tier": "silver",
+                     "previous": "member", "qualifying_points": 2005}]
+    again = []
+    assert record_activity(store, rules, "m1", Activity("a1", "survey", T0, None, None, "h1"), T0, again) == answer
+    assert again == told                                                          # the same notice id: sent once

@@ -160,9 +160,11 @@ def post_activity(member_id: str):
     activity = Activity(activity_id=body.activity_id, type=body.type, occurred_at=parse_time(body.occurred_at),
                         ip=body.ip, device_id=body.device_id, body_hash=canonical_hash(document))
     member_id, now = check_member_id(member_id), _now()
-    result = record_activity(wiring.review_store(), wiring.rules(), member_id, activity, now)
+    told: list[dict] = []
+    result = record_activity(wiring.review_store(), wiring.rules(), member_id, activity, now, told)
     notices.points_credited(wiring.queues(), {"event_id": f"activity#{member_id}#{activity.activity_id}",
                                               "member_id": member_id, **result}, now, logger)
+    notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
     return reply(200, result)
 
 

@@ -36,12 +36,14 @@ class Activity:
     body_hash: str
 
 
-def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity: Activity, now: datetime) -> dict:
+def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity: Activity, now: datetime,
+                    notices: list | None = None) -> dict:
     """Apply one activity exactly once and answer {activity_id, type, status, points,
     balance, reason?}: `credited`, `capped` (the daily cap left less: what fit is
     credited), `held` (waiting in the review queue, in `pending`) or `rejected` (why).
     The same activity id again answers the same; with another body it is a Conflict;
-    an unknown type is Invalid and changes nothing."""
+    an unknown type is Invalid and changes nothing. `notices`, when given, receives the
+    tier-up the credit caused (kept with the answer, so a retry tells it again)."""
     config = rules.activities
     key = f"activity#{member_id}#{activity.activity_id}"
     salt = config.risk.hash_salt
@@ -54,6 +56,8 @@ def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity
             return _replay(context.idempotency, activity)
         _check(config, activity, now)
         change, response = _plan(rules, member_id, activity, context, now)
+        from . import tiers
+        response = {**response, **tiers.tier_up_answer(context.account.engagement, change.engagement, rules, now)}
         record = IdempotencyRecord(key=key, body_hash=activity.body_hash, response=response, member_id=member_id)
         try:
             store.commit(replace(change, idempotency=record))
@@ -61,7 +65,17 @@ def record_activity(store: ReviewStore, rules: "Rules", member_id: str, activity
             return _replay(store.get_idempotency(key), activity)
         return response
 
-    return with_retries(attempt)
+    return _told(with_retries(attempt), key, member_id, notices)
+
+
+def _told(response: dict, key: str, member_id: str, notices: list | None) -> dict:
+    """The answer as the contract shows it; its tier-up, if any, handed to `notices`."""
+    from .tiers import TIER_UP
+    if TIER_UP not in response:
+        return response
+    if notices is not None:
+        notices.append({"kind": TIER_UP, "event_id": key, "member_id": member_id, **response[TIER_UP]})
+    return {k: v for k, v in response.items() if k != TIER_UP}
 
 
 def _check(config, activity: Activity, now: datetime) -> None:
