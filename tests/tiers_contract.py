@@ -278,8 +278,26 @@ def test_activities_and_approved_reviews_count_towards_the_tier(store):
     held = record_activity(store, rules, "m1", Activity("a2", "ugc", T0, None, None, "h2"), T0)
     assert held["status"] == "held" and tier(store)["qualifying_points"] == 1025   # not before a decision
     [review] = [r for r in store_reviews(store) if r.member_id == "m1"]
-    decide_review(store, rules, review.review_id, "approve", "ok", "op", T0 + timedelta(hours=1))
+    told = []
+    decide_review(store, rules, review.review_id, "approve", "ok", "op", T0 + timedelta(hours=1), told)
     assert tier(store, now=T0 + timedelta(hours=1))["qualifying_points"] == 1075
+    assert told == []                                                            # still below silver
+
+
+def test_an_approval_that_crosses_a_threshold_tells_of_the_tier_up(store):
+    from loyalty.engagement.activities import Activity, record_activity
+    from loyalty.engagement.reviews import decide_review
+    rules = build_rules({**ORDERS_ONLY, "activities": {"types": {"ugc": {"points": 50, "needs_review": True}}}})
+    handle_order_event(store, rules, paid("e1", "o1", 196000), T0)                 # 1980: 20 short of silver
+    record_activity(store, rules, "m1", Activity("u1", "ugc", T0, None, None, "h1"), T0)
+    [review] = [r for r in store_reviews(store) if r.member_id == "m1"]
+    told = []
+    decide_review(store, rules, review.review_id, "approve", "ok", "op", T0 + timedelta(hours=1), told)
+    assert told == [{"kind": "tier_up", "event_id": f"review#{review.review_id}", "member_id": "m1",
+                     "tier": "silver", "previous": "member", "qualifying_points": 2030}]
+    again = []
+    decide_review(store, rules, review.review_id, "approve", "ok", "op", T0 + timedelta(hours=2), again)
+    assert again == []                                                           # decided already: nothing new
 
 
 def store_reviews(store):

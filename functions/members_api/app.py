@@ -181,12 +181,14 @@ def post_review_decision(review_id: str):
     from loyalty.engagement.reviews import decide_review, review_view
     body, _ = _body("ReviewDecisionBody")
     now = _now()
+    told: list[dict] = []
     review, balance = decide_review(wiring.review_store(), wiring.rules(), review_id, body.decision, body.note,
-                                    caller(app).subject, now)
+                                    caller(app).subject, now, told)
     if balance is not None and review.status == "approved":
         notices.points_credited(wiring.queues(), {"event_id": f"review#{review.review_id}",
                                                   "member_id": review.member_id, "points": review.points,
                                                   "balance": balance}, now, logger)
+        notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
     return reply(200, review_view(review))
 
 

@@ -48,11 +48,12 @@ def hold_for_review(change: Change, engagement: Engagement, review: Review) -> C
 
 
 def decide_review(store: ReviewStore, rules: "Rules", review_id: str, decision: str, note: str, operator_id: str,
-                  now: datetime) -> tuple[Review, int | None]:
+                  now: datetime, notices: list | None = None) -> tuple[Review, int | None]:
     """Approve (credit the held points as the lot and entry the earning would have made)
     or reject (drop them) an open review, as `operator_id`. Deciding again the same way
     answers the decision as recorded; the other way is a Conflict. Returns the review and
-    the member's balance after this call's credit (None when it changed nothing)."""
+    the member's balance after this call's credit (None when it changed nothing);
+    `notices`, when given, receives the tier-up this call's credit caused."""
     if decision not in DECISIONS:
         raise Invalid([{"field": "decision", "problem": "approve or reject"}])
     target = DECISIONS[decision]
@@ -75,7 +76,12 @@ def decide_review(store: ReviewStore, rules: "Rules", review_id: str, decision: 
         if target == "approved":
             change = _credit(rules, change, account, decided, now)
             balance += review.points
+        from .tiers import TIER_UP, tier_up_answer
+        up = tier_up_answer(engagement, change.engagement, rules, now)
         store.commit(change)
+        if up and notices is not None:
+            notices.append({"kind": TIER_UP, "event_id": f"review#{review_id}", "member_id": review.member_id,
+                            **up[TIER_UP]})
         return decided, balance
 
     return with_retries(attempt)
