@@ -11,22 +11,9 @@ from loyalty.messaging.dispatcher import dispatch_job, message_id_for, notice_jo
 from loyalty.messaging.outbox import ClaimRefused, OutboxRecord
 from loyalty.messaging.sending import RetryLater, send_message
 from loyalty.rules import build_rules as default_rules
+from tests.unit.messaging_fakes import Queues
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
-
-
-class Queues:
-    """Records what would go to SQS; can fail the next sends like an SQS outage."""
-
-    def __init__(self):
-        self.sent: list[tuple[str, dict, int]] = []
-        self.fail_next = 0
-
-    def send(self, name, body, delay_s=0):
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("sqs unreachable")
-        self.sent.append((name, body, delay_s))
 
 
 class Provider:

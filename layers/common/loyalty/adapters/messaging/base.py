@@ -10,7 +10,6 @@ stack's IAM check (a header added to botocore's HTTP send) sees them."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,8 +18,8 @@ from pynamodb.constants import STRING
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, VerboseClientError
 from pynamodb.models import Model
 
-from ...domain import parse_time
 from ...errors import Transient
+from ..ledger.base import IsoTime  # noqa: F401 - one ISO time attribute for both stores' models
 from ..table import TRANSIENT_CODES
 
 M = TypeVar("M", bound=Model)
@@ -52,18 +51,6 @@ class JsonText(Attribute[Any]):
 
     def deserialize(self, value: str) -> Any:
         return json.loads(value)
-
-
-class IsoTime(Attribute[datetime]):
-    """An aware time as ISO 8601 text with its offset, as the items have always held it."""
-
-    attr_type = STRING
-
-    def serialize(self, value: datetime) -> str:
-        return value.isoformat()
-
-    def deserialize(self, value: str) -> datetime:
-        return parse_time(value)
 
 
 def bind(model: type[M], table_name: str, client: Any) -> type[M]:
