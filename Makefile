@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit integration e2e lint checkov build bench soak reconcile clean venv
+.PHONY: run test unit integration e2e lint checkov build bench soak reconcile clean venv verify-draw
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
@@ -62,6 +62,11 @@ checkov: $(CKVENV)/.installed
 
 build: $(SAMVENV)/.installed
 	$(SAMVENV)/bin/sam build --region us-east-1 --build-dir .aws-sam/build --cached --parallel
+
+## make verify-draw RECORD=draw.json [ENTRANTS=entrants.txt]: recompute a draw's winners from its published
+## record and entrant list (exit 1 when they do not hold)
+verify-draw: venv
+	$(BIN)/python -m loyalty.engagement.verify_draw $(RECORD) $(ENTRANTS)
 
 ## make bench: the figures of DESIGN.md (call counts and ratios)
 bench: venv
