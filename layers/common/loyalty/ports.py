@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
+from .engagement.challenges import Participant
 from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
                       PendingCredit, Profile, Redemption, Review)
 
@@ -123,3 +124,16 @@ class ReviewStore(AccountStore, Protocol):
 class LedgerStore(ReviewStore, ProfileStore, ConsentStore, DisputeStore, Protocol):
     """The whole ledger side as one store, for callers that span its aggregates (the
     messaging side, the operator tools)."""
+
+
+class ChallengeReader(Protocol):
+    """What the calendar, the rewards and the draws read of a check-in challenge (E5).
+    The store that writes challenges and participants (enrolment, check-ins) extends it."""
+
+    def get_challenge(self, challenge_id: str) -> "ChallengeRecord | None":
+        """The challenge as last put, with its draws' commitments and results."""
+
+    def participants(self, challenge_id: str, shard: int) -> Iterator[list[Participant]]:
+        """Pages of the participants in `shard` (a Query of one partition, never a Scan)."""
+
+    def get_participant(self, challenge_id: str, member_id: str) -> Participant | None: ...

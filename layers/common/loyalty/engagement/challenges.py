@@ -1,0 +1,95 @@
+"""The check-in challenge (E4, E5): its definition as an operator puts it
+(`PUT /challenges/{challenge_id}`), and a participant as the calendar, the leaderboard,
+the rewards and the draws read it.
+
+Shapes only; the rules that move them are in the modules beside this one:
+check-ins and enrolment (`checkins`), the calendar's messages (`challenge_calendar`),
+the final ranking, rewards and draws (`challenge_results`)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# Participants are spread over this many partitions, so that no partition of the table
+# (or of an index over it) takes all of a challenge's writes; every fan-out reads each.
+DEFAULT_SHARDS = 8
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DrawSpec(_Strict):
+    """A surprise draw among the participants who checked in on `on`."""
+
+    draw_id: str = Field(pattern=ID_PATTERN)
+    on: date
+    winners: int = Field(ge=1, le=1000)
+
+
+class ChallengeRewards(_Strict):
+    """Paid once at the end, as entries naming the challenge: every participant gets
+    `base`; the top half by points gets `top_half` more, the top tenth `top_tenth` more
+    again (ranks fixed by the final snapshot, ties sharing a rank)."""
+
+    base: int = Field(100, ge=0, le=1_000_000)
+    top_half: int = Field(200, ge=0, le=1_000_000)
+    top_tenth: int = Field(500, ge=0, le=1_000_000)
+
+
+class ChallengeSpec(_Strict):
+    """The body of `PUT /challenges/{challenge_id}` (fields the contract leaves open have
+    defaults; an unknown field is refused)."""
+
+    name: str = Field(min_length=1, max_length=120)
+    starts_on: date
+    days: int = Field(90, ge=1, le=366)
+    draws: tuple[DrawSpec, ...] = ()
+    rewards: ChallengeRewards = ChallengeRewards()
+    silent_days: int = Field(3, ge=1, le=30, description="days without a check-in before the caring nudge")
+
+    @property
+    def ends_on(self) -> date:
+        """The challenge's last day (member-local)."""
+        return self.starts_on + timedelta(days=self.days - 1)
+
+    def day_number(self, local_day: date) -> int | None:
+        """1 on the first day, `days` on the last; None outside the challenge."""
+        n = (local_day - self.starts_on).days + 1
+        return n if 1 <= n <= self.days else None
+
+    @model_validator(mode="after")
+    def _draws(self) -> "ChallengeSpec":
+        ids = [d.draw_id for d in self.draws]
+        if len(ids) != len(set(ids)):
+            raise ValueError("draw ids are unique within a challenge")
+        outside = [d.draw_id for d in self.draws if self.day_number(d.on) is None]
+        if outside:
+            raise ValueError(f"draws {', '.join(outside)} are not on a day of the challenge")
+        return self
+
+
+@dataclass(frozen=True)
+class Participant:
+    """One enrolled member of one challenge, as its shard holds them."""
+
+    challenge_id: str
+    member_id: str
+    enrolled_at: str                 # ISO time of the agreement
+    source: str                      # keyword:<channel>, api, ...
+    proof: str | None = None         # the inbound message id, or what the caller gave
+    points: int = 0                  # points earned in the challenge (check-ins, credited activities)
+    streak: int = 0
+    days_checked_in: int = 0
+    last_checkin: str | None = None  # member-local date of the latest check-in
+    nudged_on: str | None = None     # the date of the caring nudge since the latest check-in
+    opted_out: bool = False          # left the challenge: no message of it any more
+
+
+def shard_of(member_id: str, shards: int = DEFAULT_SHARDS) -> int:
+    """The participant partition a member is in (stable across runs and machines)."""
+    return int.from_bytes(hashlib.sha256(member_id.encode("utf-8")).digest()[:4], "big") % shards
