@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .engagement.challenges import Participant
+from .engagement.challenges import ChallengeRecord, Participant
 from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
                       PendingCredit, Profile, Redemption, Review)
 
@@ -130,7 +130,7 @@ class ChallengeReader(Protocol):
     """What the calendar, the rewards and the draws read of a check-in challenge (E5).
     The store that writes challenges and participants (enrolment, check-ins) extends it."""
 
-    def get_challenge(self, challenge_id: str) -> "ChallengeRecord | None":
+    def get_challenge(self, challenge_id: str) -> ChallengeRecord | None:
         """The challenge as last put, with its draws' commitments and results."""
 
     def participants(self, challenge_id: str, shard: int) -> Iterator[list[Participant]]:

@@ -10,6 +10,7 @@ from .domain import LedgerEntry, LotWrite
 
 if TYPE_CHECKING:
     from .domain import Account
+    from .engagement.challenges import ParticipantCredit
     from .engagement.state import Engagement
 
 
@@ -126,6 +127,9 @@ class Change:
     review_expected_status: str | None = None
     # Cross-member sightings of a device or IP (risk control), each under its version check.
     sightings: tuple["Sighting", ...] = ()
+    # What the change earns the member in the check-in challenges they are enrolled in
+    # (loyalty.engagement.challenges): each participant item updated in the same transaction.
+    participants: tuple["ParticipantCredit", ...] = ()
 
     def __post_init__(self):
         if self.engagement is not None and (self.expected_version is None or not self.touches_account):

@@ -88,6 +88,49 @@ class Participant:
     last_checkin: str | None = None  # member-local date of the latest check-in
     nudged_on: str | None = None     # the date of the caring nudge since the latest check-in
     opted_out: bool = False          # left the challenge: no message of it any more
+    checked: str = ""                # day n of the challenge checked in: checked[n - 1] == "1"
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class ParticipantCredit:
+    """What one write earns a participant (loyalty.records.Change.participants): the
+    participant item's points (overall and the month's) move by `points`; a check-in also
+    sets its streak, counts the day and marks day `day` in `checked`."""
+
+    challenge_id: str
+    member_id: str
+    shard: int
+    points: int
+    month: str                       # YYYY-MM (member-local) the points count in
+    day: int | None = None           # the challenge day checked in (None: not a check-in)
+    local_date: str | None = None    # that day's member-local date
+    streak: int | None = None
+
+
+@dataclass(frozen=True)
+class DrawRecord:
+    """One draw of a challenge: the seed is secret until the draw has run."""
+
+    draw_id: str
+    on: date
+    winners: int
+    seed: str
+    commitment: str
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    """A challenge as stored: the operator's definition, and each draw's seed (made when
+    the draw was first put, kept when the challenge is updated)."""
+
+    challenge_id: str
+    spec: ChallengeSpec
+    draws: tuple[DrawRecord, ...]
+    created_at: str
+    updated_at: str
+    version: int = 1
+    shards: int = DEFAULT_SHARDS
 
 
 def shard_of(member_id: str, shards: int = DEFAULT_SHARDS) -> int:

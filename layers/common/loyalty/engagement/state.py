@@ -59,15 +59,29 @@ class TierState:
 
 
 @dataclass(frozen=True)
+class CheckinState:
+    """Daily check-ins (E4): the streak as of the latest check-in."""
+
+    last: str | None = None           # member-local date of the latest check-in
+    streak: int = 0                   # consecutive days up to `last`
+    days: int = 0                     # days checked in, ever
+    # The challenges the member is enrolled in (E5), so a check-in or an earning credits the
+    # participant without reading it: (challenge_id, starts_on, ends_on, shard).
+    challenges: tuple[tuple[str, str, str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Engagement:
     counter: DayCounter = field(default_factory=DayCounter)
     progress: Progress = field(default_factory=Progress)
     tier: TierState = field(default_factory=TierState)
     pending: int = 0                  # held points (review queue, return window): in no lot, not spendable
+    checkin: CheckinState = field(default_factory=CheckinState)
 
     def to_document(self) -> dict:
         document = {"counter": _compact(asdict(self.counter)), "progress": _compact(asdict(self.progress)),
-                    "tier": _compact(asdict(self.tier)), "pending": self.pending}
+                    "tier": _compact(asdict(self.tier)), "pending": self.pending,
+                    "checkin": _compact(asdict(self.checkin))}
         return _compact(document)
 
     @classmethod
@@ -81,4 +95,5 @@ class Engagement:
             return kind(**values)
 
         return cls(counter=part(DayCounter, document.get("counter")), progress=part(Progress, document.get("progress")),
-                   tier=part(TierState, document.get("tier")), pending=int(document.get("pending", 0)))
+                   tier=part(TierState, document.get("tier")), pending=int(document.get("pending", 0)),
+                   checkin=part(CheckinState, document.get("checkin")))
