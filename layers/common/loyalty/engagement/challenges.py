@@ -90,6 +90,8 @@ class Participant:
     opted_out: bool = False          # left the challenge: no message of it any more
     checked: str = ""                # day n of the challenge checked in: checked[n - 1] == "1"
     shard: int = 0
+    orders: int = 0                  # paid orders during the challenge (repurchase conversion)
+    redemptions: int = 0             # redemptions during the challenge (redemption rate)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class ParticipantCredit:
     day: int | None = None           # the challenge day checked in (None: not a check-in)
     local_date: str | None = None    # that day's member-local date
     streak: int | None = None
+    orders: int = 0                  # a paid order during the challenge (a refund does not take it back)
+    redemptions: int = 0             # a redemption during the challenge
 
 
 @dataclass(frozen=True)
