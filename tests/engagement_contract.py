@@ -222,19 +222,101 @@ def test_self_referral_unknown_referrers_and_switching_are_refused_and_change_no
     assert (balance(store, "ana"), balance(store, "bo"), balance(store, "cy")) == (50, 50, 0)
 
 
-def test_a_referral_ring_is_held_for_review_and_credits_nothing(store):
+def open_reviews(store, member) -> dict[str, object]:
+    """A member's open referral reviews, by the rule they hold."""
+    page, _ = store.reviews_page("open", None, 100)
+    return {r.meta["rule"]: r for r in page if r.member_id == member and r.kind == "referral"}
+
+
+def pending(store, member) -> int:
+    return points_view(store, member, T0, "Asia/Shanghai")["pending"]
+
+
+def ring(store):
+    """xi -> yu -> xi: yu's referral credited, xi's a ring, both shares held for review."""
     adjust_points(store, RULES, "xi", 10, "goodwill", "op", "a1", "h1", T0)    # xi exists, has not joined
     join(store, "yu", referrer="xi")                                           # yu -> xi: credited
     assert balance(store, "xi") == 60
-    join(store, "xi", referrer="yu")                                           # xi -> yu -> xi: a ring
+    join(store, "xi", referrer="yu", at=T0 + timedelta(minutes=1))             # xi -> yu -> xi: a ring
+
+
+def test_a_referral_ring_is_held_for_review_each_share_in_its_members_queue_and_credits_nothing(store):
+    ring(store)
     assert (balance(store, "xi"), balance(store, "yu")) == (60, 50)
-    [(rule, member, points, reason), _] = progress(store, "xi").held
-    assert (rule, member, points) == ("referral_join", "xi", 50) and reason.startswith("referral ring")
-    assert points_view(store, "xi", T0, "Asia/Shanghai")["pending"] == 50
-    assert points_view(store, "yu", T0, "Asia/Shanghai")["pending"] == 0   # its share is held on xi's referral
-    handle_order_event(store, RULES, paid("e1", "o1", 1000, member="xi"), T0)  # the referrer's 200: held too
+    [mine] = open_reviews(store, "xi").values()
+    [theirs] = open_reviews(store, "yu").values()
+    assert (mine.meta["rule"], mine.points, mine.kind) == ("referral_join", 50, "referral")
+    assert (theirs.meta["rule"], theirs.points) == ("referral_join_referrer", 50)
+    assert mine.reason.startswith("referral ring") and theirs.reason == mine.reason
+    assert (pending(store, "xi"), pending(store, "yu")) == (50, 50)        # each member's share in its own pending
+    assert not [lot for lot in store.load_account("yu").lots if lot.source == "referral:xi"]
+    join(store, "xi", referrer="yu", at=T0 + timedelta(minutes=2))          # a retry: nothing more
+    assert (pending(store, "xi"), pending(store, "yu")) == (50, 50) and len(open_reviews(store, "yu")) == 1
+    reconciled(store)
+
+
+def test_an_approved_ring_credits_each_share_to_its_member_once_as_the_credit_would_have(store):
+    from loyalty.engagement.reviews import decide_review
+    ring(store)
+    for member in ("xi", "yu"):
+        [review] = open_reviews(store, member).values()
+        decide_review(store, RULES, review.review_id, "approve", "checked", "op1", T0 + timedelta(hours=1))
+        decide_review(store, RULES, review.review_id, "approve", "again", "op1", T0 + timedelta(hours=1))
+    assert (balance(store, "xi"), balance(store, "yu")) == (110, 100)
+    assert (pending(store, "xi"), pending(store, "yu")) == (0, 0)
+    assert by_rule(store, "xi") == {"referral_join": 50, "referral_join_referrer": 50}   # xi referred yu too
+    [entry] = [e for e in store.all_entries("yu") if e.meta.get("rule") == "referral_join_referrer"
+               and e.source == "referral:xi"]
+    assert entry.amount == 50 and "referral_join_referrer" in entry.reason and entry.meta["approved_by"] == "op1"
+    assert [lot.points for lot in store.load_account("yu").lots if lot.source == "referral:xi"] == [50]
+    reconciled(store)
+
+
+def test_a_rejected_ring_drops_both_shares(store):
+    from loyalty.engagement.reviews import decide_review
+    ring(store)
+    for member in ("xi", "yu"):
+        [review] = open_reviews(store, member).values()
+        decide_review(store, RULES, review.review_id, "reject", "a ring", "op1", T0 + timedelta(hours=1))
+    assert (balance(store, "xi"), balance(store, "yu")) == (60, 50)
+    assert (pending(store, "xi"), pending(store, "yu")) == (0, 0)
+    reconciled(store)
+
+
+def test_a_flagged_referees_first_order_holds_the_referrers_200_in_the_referrers_queue(store):
+    from loyalty.engagement.reviews import decide_review
+    ring(store)
+    result = handle_order_event(store, RULES, paid("e1", "o1", 1000, member="xi"), T0 + timedelta(hours=1))
+    assert result["points"] == 10 + 100 and balance(store, "yu") == 50       # the referee's own points credited
+    held = open_reviews(store, "yu")["referral_first_order"]
+    assert (held.points, held.source, held.reason) == (200, "order:o1", open_reviews(store, "xi")["referral_join"].reason)
+    assert pending(store, "yu") == 50 + 200
+    assert handle_order_event(store, RULES, paid("e1", "o1", 1000, member="xi"), T0 + timedelta(hours=1)) == result
+    assert pending(store, "yu") == 250                                          # a retry holds nothing more
+    decide_review(store, RULES, held.review_id, "approve", "ok", "op1", T0 + timedelta(hours=2))
+    assert by_rule(store, "yu")["referral_first_order"] == 200 and balance(store, "yu") == 250
+    # approved, it is taken back with the order as a credited share is: in proportion, then in full
+    handle_order_event(store, RULES, refunded("e2", "o1", 1000, 250, member="xi"), T0 + timedelta(hours=3))
+    assert by_rule(store, "yu")["referral_first_order"] == 150
+    handle_order_event(store, RULES, cancelled("e3", "o1", 1000, member="xi"), T0 + timedelta(hours=4))
+    assert by_rule(store, "yu")["referral_first_order"] == 0 and balance(store, "yu") == 50
+    reconciled(store)
+
+
+def test_a_refund_shrinks_an_open_first_order_review_and_a_full_one_closes_it(store):
+    from loyalty.engagement.reviews import decide_review
+    ring(store)
+    handle_order_event(store, RULES, paid("e1", "o1", 1000, member="xi"), T0 + timedelta(hours=1))
+    review_id = open_reviews(store, "yu")["referral_first_order"].review_id
+    handle_order_event(store, RULES, refunded("e2", "o1", 1000, 250, member="xi"), T0 + timedelta(hours=2))
+    assert open_reviews(store, "yu")["referral_first_order"].points == 150 and pending(store, "yu") == 50 + 150
+    handle_order_event(store, RULES, refunded("e3", "o1", 1000, 750, member="xi"), T0 + timedelta(hours=3))
+    closed = store.get_review(review_id)
+    assert (closed.status, closed.note) == ("rejected", "order refunded: the referee's first order")
+    assert pending(store, "yu") == 50 and balance(store, "yu") == 50
+    with pytest.raises(Conflict):   # nothing left to approve
+        decide_review(store, RULES, review_id, "approve", "late", "op1", T0 + timedelta(hours=4))
     assert balance(store, "yu") == 50
-    assert ("referral_first_order", "yu", 200) in [h[:3] for h in progress(store, "xi").held]
     reconciled(store)
 
 

@@ -5,8 +5,8 @@ orders also earn milestones, gifts and member-day bonuses, members join with ref
 (some refused: self-referral, switching, joining late; some rings, held) and opt in, and
 refunds take back what hung on the order, from the referrer too: no rule ever nets more
 than it gives, nor less than nothing, and a fully refunded order leaves nothing behind on
-any member. Held points (open reviews, pending order credits, held referral shares) are
-what `pending` says. With tiers (E7): orders earn the tier's multiplier, refunds lower
+any member. Held points (open reviews, a flagged referral's shares among them, each in
+the queue of the member it belongs to, and pending order credits) are what `pending` says. With tiers (E7): orders earn the tier's multiplier, refunds lower
 qualifying points, a member above the base tier is always in the review index, a review
 leaves nobody above the tier their window reaches, and a per-member limit is never
 exceeded (E10).
@@ -25,7 +25,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  run_state_machine_as_test)
 
 from loyalty.adapters.memory import MemoryLedgerStore
-from loyalty.domain import parse_time
+from loyalty.domain import parse_time, stable_id
 from loyalty.engagement.activities import Activity, record_activity
 from loyalty.engagement.reviews import decide_review
 from loyalty.errors import Conflict, Invalid, NotFound
@@ -196,8 +196,12 @@ class LedgerMachine(RuleBasedStateMachine):
         for member in MEMBERS:
             account = self.store.load_account(member)
             # no lot (an activity's or an approval's) exists for an earning still held
-            held_sources = {r.source for r in self.store.reviews.values() if r.member_id == member and r.status == "open"}
+            held = [r for r in self.store.reviews.values() if r.member_id == member and r.status == "open"]
+            # (a referral's source, member:<id> or order:<id>, is shared with other earnings: by the approval's lot)
+            held_sources = {r.source for r in held if r.kind != "referral"}
             assert not held_sources & {lot.source for lot in account.lots}
+            held_lots = {"rv-" + stable_id("review-lot", r.review_id) for r in held}
+            assert not held_lots & {lot.lot_id for lot in account.lots}
 
     @rule(member=st.sampled_from(MEMBERS), referrer=st.sampled_from(MEMBERS + [None, "nobody"]))
     def join(self, member, referrer):
@@ -222,11 +226,19 @@ class LedgerMachine(RuleBasedStateMachine):
         if not hasattr(self, "store"):
             return
         for member in MEMBERS:
-            held = sum(h[2] for h in self.store.load_account(member, with_lots=False).engagement.progress.held
-                       if h[1] == member)
+            # held referral shares are reviews of the member they belong to (a referrer's too)
             waiting = sum(p.points for (m, _), p in self.store.pendings.items() if m == member)
             reviews = sum(r.points for r in self.store.reviews.values() if r.member_id == member and r.status == "open")
-            assert self.store.load_account(member, with_lots=False).engagement.pending == waiting + held + reviews
+            assert self.store.load_account(member, with_lots=False).engagement.pending == waiting + reviews
+        for review in self.store.reviews.values():
+            if review.kind == "referral":
+                hypothesis.event(f"referral review {review.status}"
+                                 + (" (first order)" if review.meta.get("order_id") else "")
+                                 + (" by a refund" if (review.operator_id or "").startswith("order-event") else ""))
+                if review.status == "open" and review.meta.get("order_id"):
+                    # an open first-order review never holds more than the order's refunds leave
+                    member, amount, refunded = self.orders[review.meta["order_id"]]
+                    assert refunded < amount and review.points <= 200 - 200 * refunded // amount
 
     @invariant()
     def every_rule_nets_between_nothing_and_what_it_gives(self):

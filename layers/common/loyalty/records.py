@@ -114,7 +114,9 @@ class Change:
     stock: StockMove | None = None
     touches_account: bool = True
     # Other members' accounts written in the same transaction (a referrer's reward): each a
-    # Change of the account part only (no idempotency record, order, redemption or stock).
+    # Change of the account part only (no idempotency record, order, redemption or stock),
+    # with its engagement state and a review of its own (a referrer's held share), each
+    # under its own check (the account's version, the review's status).
     also: tuple["Change", ...] = ()
     # An order's pending points (L5), written on condition of the version read (0: new).
     pending: PendingCredit | None = None

@@ -147,12 +147,16 @@ class MemoryAccountStore:
             current_order = self.orders.get(change.order.order_id)
             if (current_order.version if current_order else 0) != change.order.version:
                 raise ConcurrentUpdate("order moved")
-        if change.review is not None:
-            current_review = self.reviews.get(change.review.review_id)
-            if change.review_expected_status is None and current_review is not None:
-                raise AlreadyApplied(change.review.review_id)
-            if change.review_expected_status is not None and (
-                    current_review is None or current_review.status != change.review_expected_status):
+        for part in (change,) + change.also:   # the member's review, and another member's (Change.also)
+            if part.review is None:
+                continue
+            current_review = self.reviews.get(part.review.review_id)
+            if part.review_expected_status is None and current_review is not None:
+                if part is change:
+                    raise AlreadyApplied(change.review.review_id)
+                raise ConcurrentUpdate("another member's review exists")
+            if part.review_expected_status is not None and (
+                    current_review is None or current_review.status != part.review_expected_status):
                 raise ConcurrentUpdate("review moved")
         for sighting in change.sightings:
             if self.sightings.get(sighting.key, Sighting(key=sighting.key)).version != sighting.version:
@@ -187,8 +191,9 @@ class MemoryAccountStore:
             self.orders[change.order.order_id] = replace(change.order, version=change.order.version + 1)
         if change.stock is not None:
             self.stock[change.stock.item_id] = self.stock.get(change.stock.item_id, 0) + change.stock.delta
-        if change.review is not None:
-            self.reviews[change.review.review_id] = change.review
+        for part in (change,) + change.also:
+            if part.review is not None:
+                self.reviews[part.review.review_id] = part.review
         for sighting in change.sightings:
             self.sightings[sighting.key] = replace(sighting, version=sighting.version + 1)
         if change.pending is not None:

@@ -37,6 +37,9 @@ class OrderMilestones:
     rewarded: tuple[str, ...] = ()    # once-per-member rules this order reached (given back on a full refund)
     badges: tuple[str, ...] = ()
     gift: bool = False
+    # bonuses of another member this order reaches but that wait for an operator's decision
+    # (a flagged referral): (bonus, reason), held in that member's review queue, never credited here
+    held: tuple[tuple[Bonus, str], ...] = ()
 
 
 def plan_order_milestones(rules: "MilestoneRules", referrals: "ReferralRules", progress: Progress,
@@ -44,9 +47,10 @@ def plan_order_milestones(rules: "MilestoneRules", referrals: "ReferralRules", p
     """The member's progress after one more paid order, and what that order reaches:
     the order milestones whose count is reached and not yet rewarded, an upgrade gift
     each `every_orders` orders, and the referrer's reward on the first paid order of a
-    referred member (held, not credited, when the referral was flagged)."""
+    referred member (in `held`, for the referrer's review queue, when the referral was
+    flagged: the referee's `progress.held` keeps the record, and the flag)."""
     count = progress.orders_paid + 1
-    bonuses, rewarded, badges, held = [], [], [], list(progress.held)
+    bonuses, rewarded, badges, held, to_review = [], [], [], list(progress.held), []
     for milestone in sorted(rules.orders, key=lambda m: m.orders):
         if milestone.orders <= count and milestone.rule_id not in progress.rewarded:
             rewarded.append(milestone.rule_id)
@@ -59,16 +63,17 @@ def plan_order_milestones(rules: "MilestoneRules", referrals: "ReferralRules", p
         rewarded.append(REFERRAL_FIRST_ORDER)
         points = referrals.first_order_points
         flag = referral_flag(progress)
+        bonus = Bonus(REFERRAL_FIRST_ORDER, points, f"referral {REFERRAL_FIRST_ORDER}: first paid order of {member_id}",
+                      member_id=progress.referrer)
         if flag is not None and points:
             held.append((REFERRAL_FIRST_ORDER, progress.referrer, points, flag))
+            to_review.append((bonus, flag))
         elif points:
-            bonuses.append(Bonus(REFERRAL_FIRST_ORDER, points,
-                                 f"referral {REFERRAL_FIRST_ORDER}: first paid order of {member_id}",
-                                 member_id=progress.referrer))
+            bonuses.append(bonus)
     gift = rules.gift.every_orders is not None and count // rules.gift.every_orders > progress.gifts
     new = replace(progress, orders_paid=count, rewarded=progress.rewarded + tuple(rewarded),
                   badges=progress.badges + tuple(badges), gifts=progress.gifts + (1 if gift else 0), held=tuple(held))
-    return OrderMilestones(new, tuple(bonuses), tuple(rewarded), tuple(badges), gift)
+    return OrderMilestones(new, tuple(bonuses), tuple(rewarded), tuple(badges), gift, tuple(to_review))
 
 
 def undo_order(progress: Progress, order: "OrderState", kept: frozenset[str] = frozenset(),

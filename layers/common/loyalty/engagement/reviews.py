@@ -102,8 +102,10 @@ def _credit(rules: "Rules", change: Change, account, review: Review, now: dateti
                         amount=review.points, recorded_at=t, reason=review.entry_reason, source=review.source,
                         lots=((lot_id, review.points),),
                         meta={**review.meta, "review_id": review.review_id, "approved_by": review.operator_id or ""})
-    from . import tiers   # E7: approved points count towards the tier as earned when the earning happened
-    qualified, _ = tiers.qualify(change.engagement, review.points, review.earned_at, rules, now)
+    qualified = change.engagement
+    if review.kind != "referral":   # a referral reward does not count towards the tier, credited or approved
+        from . import tiers   # E7: approved points count towards the tier as earned when the earning happened
+        qualified, _ = tiers.qualify(change.engagement, review.points, review.earned_at, rules, now)
     return replace(change, balance_delta=review.points, debt_delta=debt_left - account.debt, last_tx=t,
                    lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified)
 

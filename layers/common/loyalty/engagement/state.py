@@ -41,7 +41,10 @@ class Progress:
     referrer: str | None = None       # who referred this member (fixed at join)
     gifts: int = 0                    # upgrade gifts given (one per `every_orders` paid orders)
     referred: tuple[str, ...] = ()    # utc keys of this member's referrals as referrer, last 24 h
-    held: tuple[tuple[str, str, int, str], ...] = ()   # (rule id, member credited, points, reason) held for review
+    # A flagged referral's shares sent to review (rule id, member it belongs to, points, reason):
+    # the record and the flag (milestones.referral_flag); the points are in each member's review
+    # (loyalty.engagement.reviews) and `pending`, not here.
+    held: tuple[tuple[str, str, int, str], ...] = ()
 
 
 @dataclass(frozen=True)

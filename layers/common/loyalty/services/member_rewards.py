@@ -12,9 +12,10 @@ from ..domain import Account, EntryType, LedgerEntry, Lot, LotWrite, add_months,
     settle_debt, stable_id, utc_key
 from ..engagement.milestones import Bonus, plan_first_opt_in, plan_profile_completed
 from ..engagement.referrals import REFERRAL_JOIN, REFERRAL_JOIN_REFERRER, Hold, recent_referrals, referral_decision
+from ..engagement.reviews import hold_for_review, review_id_for
 from ..errors import Conflict, Invalid
 from ..ports import AccountStore, ProfileStore
-from ..records import Change, Profile
+from ..records import Change, Profile, Review
 from ._retry import with_retries
 
 if TYPE_CHECKING:
@@ -52,17 +53,19 @@ def settle_referrer(profiles: ProfileStore, accounts: AccountStore, profile: Pro
 
 
 def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, referrer: str | None,
-                   now: datetime) -> None:
+                   now: datetime, notices: list | None = None) -> None:
     """After the profile is stored: the profile-completed milestone, and for a member
     joining with a referrer the join bonus to both (or both held, with the reason, when
-    the referral looks like a ring or one source of many). Once each: a retried request
-    finds them in the member's progress and writes nothing."""
+    the referral looks like a ring or one source of many: each share a review in the queue
+    of the member it belongs to, its points in that member's `pending`). Once each: a
+    retried request finds them in the member's progress and writes nothing. `notices`,
+    when given, receives the referrer's points-credited notice."""
     me = profile.member_id
 
     def attempt() -> None:
         account = accounts.load_account(me, with_lots=False)
         progress, bonus = plan_profile_completed(rules.milestones, account.engagement.progress, profile)
-        bonuses, also, pending = ([bonus] if bonus else []), [], account.engagement.pending
+        bonuses, also, held, credited = ([bonus] if bonus else []), [], [], []
         if referrer is not None and progress.referrer is None:
             other = accounts.load_account(referrer, with_lots=False)
             decision = referral_decision(rules.referrals, me, referrer, _chain(accounts, other, rules.referrals.ring_depth),
@@ -71,26 +74,37 @@ def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, ref
             # the referrer's latest referrals, as many as the decision needs: the state stays small
             recent = recent_referrals(other.engagement.progress.referred, now)[-rules.referrals.max_per_source_day:]
             theirs = replace(other.engagement.progress, referred=recent + (utc_key(now),))
-            their_pending, their_bonuses = other.engagement.pending, []
+            mine = Bonus(REFERRAL_JOIN, points, f"referral {REFERRAL_JOIN}: joined on {referrer}'s referral")
+            their_bonus = Bonus(REFERRAL_JOIN_REFERRER, points,
+                                f"referral {REFERRAL_JOIN_REFERRER}: {me} joined on the referral")
             progress = replace(progress, referrer=referrer, rewarded=progress.rewarded + (REFERRAL_JOIN,))
+            theirs_change = bonus_change(rules, other, [], now, replace(other.engagement, progress=theirs),
+                                         f"referral:{me}")
             if isinstance(decision, Hold):
-                if points:
-                    progress = replace(progress, held=progress.held + (
-                        (REFERRAL_JOIN, me, points, decision.reason), (REFERRAL_JOIN_REFERRER, referrer, points, decision.reason)))
-                    # the member's own held points are its `pending`; the referrer's share is
-                    # held on the referral (this member's progress), for the review to decide
-                    pending += points
+                # kept on the referee (the flag that holds its first order's share too), even at 0 points
+                progress = replace(progress, held=progress.held + (
+                    (REFERRAL_JOIN, me, points, decision.reason), (REFERRAL_JOIN_REFERRER, referrer, points, decision.reason)))
+                if points:   # each share in the review queue of the member it belongs to, in this transaction
+                    held.append(referral_review(me, mine, f"member:{me}", decision.reason, now,
+                                                {"referrer": referrer}))
+                    theirs_change = hold_for_review(theirs_change, theirs_change.engagement, referral_review(
+                        referrer, their_bonus, f"referral:{me}", decision.reason, now, {"referee": me}))
             elif points:
-                bonuses.append(Bonus(REFERRAL_JOIN, points, f"referral {REFERRAL_JOIN}: joined on {referrer}'s referral"))
-                their_bonuses.append(Bonus(REFERRAL_JOIN_REFERRER, points,
-                                           f"referral {REFERRAL_JOIN_REFERRER}: {me} joined on the referral"))
-            also.append(bonus_change(rules, other, their_bonuses, now,
-                                     replace(other.engagement, progress=theirs, pending=their_pending), f"referral:{me}"))
+                bonuses.append(mine)
+                theirs_change = bonus_change(rules, other, [their_bonus], now, theirs_change.engagement,
+                                             f"referral:{me}")
+                credited.append((referrer, their_bonus.points, other.balance + theirs_change.balance_delta))
+            also.append(theirs_change)
         if progress == account.engagement.progress:
             return
-        accounts.commit(replace(bonus_change(rules, account, bonuses, now,
-                                             replace(account.engagement, progress=progress, pending=pending),
-                                             f"member:{me}"), also=tuple(also)))
+        change = bonus_change(rules, account, bonuses, now, replace(account.engagement, progress=progress),
+                              f"member:{me}")
+        for review in held:
+            change = hold_for_review(change, change.engagement, review)
+        accounts.commit(replace(change, also=tuple(also)))
+        if notices is not None:   # the referrer's share, credited: their points-credited notice
+            notices.extend({"kind": "points_credited", "event_id": f"referral#{me}#join", "member_id": member,
+                            "points": points_, "balance": balance} for member, points_, balance in credited)
 
     with_retries(attempt)
 
@@ -129,6 +143,17 @@ def bonus_change(rules: "Rules", account: Account, bonuses: list[Bonus], now: da
     return Change(member_id=member, expected_version=account.version, balance_delta=sum(b.points for b in bonuses),
                   debt_delta=debt - account.debt, last_tx=entries[-1].recorded_at if entries else None,
                   lots=tuple(lots), entries=entries, engagement=engagement)
+
+
+def referral_review(member_id: str, bonus: Bonus, source: str, reason: str, now: datetime, meta: dict,
+                    earned_at: datetime | None = None) -> Review:
+    """A flagged referral's share for `member_id`, held in the review queue (kind
+    "referral"): approved, the EARN entry naming the rule and the lot the credit would
+    have made. One per member, rule and source (a retry lands on the same one)."""
+    return Review(review_id=review_id_for("referral", member_id, f"{bonus.rule_id}:{source}"), member_id=member_id,
+                  kind="referral", points=bonus.points, reason=reason, created_at=now,
+                  entry_type=EntryType.EARN.value, entry_reason=bonus.reason, source=source,
+                  earned_at=earned_at or now, meta={"rule": bonus.rule_id, **meta})
 
 
 def _chain(accounts: AccountStore, referrer: Account, depth: int) -> tuple[str, ...]:

@@ -10,12 +10,12 @@ from ..engagement import tiers
 from ..domain import (Account, EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, iso, next_tx_time,
                       settle_debt, stable_id, take_from_lots)
 from ..errors import AlreadyApplied, Conflict
-from ..ports import AccountStore
+from ..ports import ReviewStore
 from ..engagement.member_day import member_day_bonus
-from ..engagement.milestones import (REFERRAL_FIRST_ORDER, Bonus, plan_order_milestones, referral_flag,
-                                     undo_order)
+from ..engagement.milestones import REFERRAL_FIRST_ORDER, Bonus, plan_order_milestones, undo_order
 from ..errors import ConcurrentUpdate
-from ..records import Change, IdempotencyRecord, OrderState, PendingCredit, Redemption
+from ..engagement.reviews import hold_for_review, review_id_for
+from ..records import Change, IdempotencyRecord, OrderState, PendingCredit, Redemption, Review
 from ._retry import with_retries
 from .redemptions import voucher_code
 
@@ -38,7 +38,7 @@ class OrderEvent:
     body_hash: str
 
 
-def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now: datetime,
+def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now: datetime,
                        notices: list | None = None) -> dict:
     """Apply one order event exactly once and answer {event_id, member_id, points, balance}.
 
@@ -73,8 +73,11 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
                           for _, member, _, _ in order.bonuses if member != event.member_id}
                 if order.gift is not None:
                     gift = store.get_redemption(event.member_id, order.gift)
+                held = _held_first_order(store, account, order)
+                if held is not None and held.member_id not in others:
+                    others[held.member_id] = store.load_account(held.member_id, with_lots=True)
             waiting = store.get_pending(event.member_id, event.order_id) if order is not None and order.pending else None
-            change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting)
+            change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting, held)
         response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance,
                     **tiers.tier_up_answer(context.account.engagement, change.engagement, rules, now)}
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
@@ -91,12 +94,28 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
 
 
 def _referrer_due(rules: Rules, account: Account) -> str | None:
-    """The referrer owed a reward on this member's first paid order, if any (held when the
-    referral was flagged: then nothing of the referrer's is written)."""
+    """The referrer owed a reward on this member's first paid order, if any (when the
+    referral was flagged, the reward is held in the referrer's review queue: read too)."""
     progress = account.engagement.progress
     if not progress.referrer or REFERRAL_FIRST_ORDER in progress.rewarded or not rules.referrals.first_order_points:
         return None
-    return None if referral_flag(progress) else progress.referrer
+    return progress.referrer
+
+
+def _held_first_order(store: ReviewStore, account: Account, order: OrderState) -> Review | None:
+    """The review holding the referrer's reward of this order, when the order was a flagged
+    referral's first (it reached the rule without crediting it)."""
+    referrer = account.engagement.progress.referrer
+    if not referrer or REFERRAL_FIRST_ORDER not in order.rewarded or \
+            any(rule == REFERRAL_FIRST_ORDER for rule, _, _, _ in order.bonuses):
+        return None
+    return store.get_review(first_order_review_id(referrer, order.order_id))
+
+
+def first_order_review_id(referrer: str, order_id: str) -> str:
+    """The review holding a flagged referral's first-order reward (one per order: a first
+    order refunded in full lets the next one be the first)."""
+    return review_id_for("referral", referrer, f"{REFERRAL_FIRST_ORDER}:order:{order_id}")
 
 
 def _replay(record: IdempotencyRecord | None, event: OrderEvent) -> dict:
@@ -233,6 +252,19 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
                                entries=theirs.entries))
             recorded.append((bonus.rule_id, referrer.member_id, bonus.points, their_lot))
 
+    for bonus, reason in (milestones.held if milestones is not None and referrer is not None else ()):
+        # a flagged referral: the referrer's reward waits in their review queue, in their `pending`
+        points = kept(bonus.points)
+        if points:
+            theirs = Change(member_id=referrer.member_id, expected_version=referrer.version,
+                            engagement=referrer.engagement)
+            also.append(hold_for_review(theirs, referrer.engagement, Review(
+                review_id=first_order_review_id(referrer.member_id, event.order_id), member_id=referrer.member_id,
+                kind="referral", points=points, reason=reason, created_at=now, entry_type=EntryType.EARN.value,
+                entry_reason=bonus.reason, source=source, earned_at=event.occurred_at,
+                meta={"rule": bonus.rule_id, "event_id": event.event_id, "order_id": event.order_id,
+                      "referee": event.member_id, "given": bonus.points})))
+
     gift = None
     if milestones is not None and milestones.gift:
         gift_id = "g-" + stable_id("gift", event.member_id, event.order_id)
@@ -309,7 +341,8 @@ def _unreturned(rules: Rules, entries: tuple[LedgerEntry, ...]) -> list[str]:
 
 def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: OrderState | None,
                  now: datetime, others: dict[str, Account] | None = None,
-                 gift: Redemption | None = None, waiting: PendingCredit | None = None) -> tuple[Change, int, int]:
+                 gift: Redemption | None = None, waiting: PendingCredit | None = None,
+                 held: Review | None = None) -> tuple[Change, int, int]:
     cancelled = event.type == "order.cancelled"
     amount = order.amount_minor if order is not None and order.paid else event.amount_minor
     previous = order.refunded_minor if order else 0
@@ -340,6 +373,32 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
         takes.setdefault(member, []).append((LedgerEntry(
             entry_id=stable_id(event.event_id, "refund", rule_id), type=EntryType.REFUND, amount=0, recorded_at=now,
             reason=f"{rule_id} taken back: {reason}", source=source, meta={**meta, "rule": rule_id}), due, lot_id))
+
+    closed = None
+    if held is not None and (others or {}).get(held.member_id) is not None:
+        # A flagged referral's first order: the referrer's reward, held for review, shrinks
+        # with the refund (closed, rejected, at a full one) while open, in this transaction,
+        # so no approval can credit what was refunded; once approved, it is taken back as
+        # a credited share is (from its lot, in proportion).
+        given = int(held.meta.get("given", held.points))
+        if held.status == "open":
+            left = given - _taken_back_target(given, amount, refunded)
+            if left < held.points:
+                review = replace(held, points=left) if left else replace(
+                    held, status="rejected", note=f"{reason}: the referee's first order", decided_at=now,
+                    operator_id=f"order-event:{event.event_id}")
+                referrer = others[held.member_id]
+                closed = Change(member_id=held.member_id, expected_version=referrer.version,
+                                engagement=replace(referrer.engagement,
+                                                   pending=max(0, referrer.engagement.pending - (held.points - left))),
+                                review=review, review_expected_status="open")
+        elif held.status == "approved":
+            due = _taken_back_target(given, amount, refunded) - _taken_back_target(given, amount, previous)
+            takes.setdefault(held.member_id, []).append((LedgerEntry(
+                entry_id=stable_id(event.event_id, "refund", REFERRAL_FIRST_ORDER), type=EntryType.REFUND, amount=0,
+                recorded_at=now, reason=f"{REFERRAL_FIRST_ORDER} taken back: {reason}", source=source,
+                meta={**meta, "rule": REFERRAL_FIRST_ORDER, "review_id": held.review_id}),
+                due, "rv-" + stable_id("review-lot", held.review_id)))
 
     # A full refund or cancellation: the order no longer counts toward milestones, and
     # its upgrade gift (if still unused) is withdrawn.
@@ -381,6 +440,8 @@ def _plan_refund(rules: Rules, event: OrderEvent, account: Account, order: Order
             also.append(Change(member_id=member, expected_version=other.version, balance_delta=theirs.balance_delta,
                                debt_delta=theirs.debt_delta, last_tx=theirs.last_tx, lots=theirs.lots,
                                entries=theirs.entries))
+    if closed is not None:
+        also.append(closed)
     if not own.entries and not also and engagement is None and withdrawn is None and left is None:
         return Change(member_id=event.member_id, expected_version=None, order=state, touches_account=False), 0, account.balance
     change = Change(member_id=event.member_id, expected_version=account.version, balance_delta=own.balance_delta,

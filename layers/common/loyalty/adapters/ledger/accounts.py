@@ -199,7 +199,10 @@ class DynamoAccountStore:
             add_pending_write(tx, self.Pending, change.pending, self.shards)
         if change.touches_account:
             self._account_part(tx, change, "account")
-        for other in change.also:   # another member's account (a referrer's reward)
+        for other in change.also:   # another member's account (a referrer's reward), and a review of theirs
+            if other.review is not None:
+                from .reviews import add_review_writes
+                add_review_writes(tx, self.table, other, f"review:{other.member_id}")
             self._account_part(tx, other, f"account:{other.member_id}")
         return tx
 

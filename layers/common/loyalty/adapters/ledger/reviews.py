@@ -94,18 +94,20 @@ def sighting_of(key: str, item: SightingItem | None) -> Sighting:
     return Sighting(key=key, members=tuple(tuple(m) for m in item.members), version=int(item.version))
 
 
-def add_review_writes(tx: Transaction, table: LedgerTable, change: Change) -> None:
+def add_review_writes(tx: Transaction, table: LedgerTable, change: Change, label: str = "review") -> None:
     """The review (conditional on its status as read, or on not existing yet), its place
-    in the queue of its status, and each sighting under its version check."""
+    in the queue of its status, and each sighting under its version check. `label`: the
+    review's item label ("review" for the change's member; another member's part of the
+    change, `Change.also`, labels its own)."""
     review = change.review
     if review is not None:
         model, queued = table.bind(ReviewItem), table.bind(QueuedReviewItem)
         expected = change.review_expected_status
-        tx.put("review", model(review_pk(review.review_id), REVIEW, **_fields(review)),
+        tx.put(label, model(review_pk(review.review_id), REVIEW, **_fields(review)),
                model.pk.does_not_exist() if expected is None else model.status == expected)
         if expected is not None and expected != review.status:
-            tx.delete("queue-old", queued(queue_pk(expected), queue_sk(review)))
-        tx.put("queue", queued(queue_pk(review.status), queue_sk(review), **_fields(review)))
+            tx.delete(f"queue-old:{label}", queued(queue_pk(expected), queue_sk(review)))
+        tx.put(f"queue:{label}", queued(queue_pk(review.status), queue_sk(review), **_fields(review)))
     seen = table.bind(SightingItem)
     for sighting in change.sightings:
         latest = max((parse_time(at) for _, at in sighting.members), default=None)
