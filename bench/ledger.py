@@ -120,6 +120,8 @@ def referred_first_orders(aws, counter, row, n: int = 10) -> None:
     from loyalty.records import Profile
     from loyalty.rules import build_rules
     from loyalty.services.members import update_profile
+    from loyalty.services.adjustments import adjust_points
+    from loyalty.services.orders import first_order_review_id
     store, rules, at = ledger_store(aws), build_rules(), parse_time("2026-11-20T14:03:00+08:00")
     for i in range(n):   # set up through the service, not counted
         update_profile(store, store, Profile(f"bench-ref{i}"), rules, at)
@@ -137,6 +139,23 @@ def referred_first_orders(aws, counter, row, n: int = 10) -> None:
         writes == 1)
     row("a referred member's first order: read calls", f"{reads:.2f}", "≤ 2 (+ the referrer's account, once per member)",
         reads <= 2)
+    for i in range(n):   # rings, not counted: ring{i} referred by loop{i}, whom ring{i} referred
+        adjust_points(store, rules, f"bench-loop{i}", 10, "goodwill", "op", f"bench-loop-a{i}", "h", at)   # exists
+        update_profile(store, store, Profile(f"bench-ring{i}", referrer=f"bench-loop{i}"), rules, at)
+        update_profile(store, store, Profile(f"bench-loop{i}", referrer=f"bench-ring{i}"), rules, at)
+    counter.reset()
+    for i in range(n):   # loop{i}'s first order: its referrer's 200 held in ring{i}'s review queue
+        body = {"event_id": f"bench-flagged-{i}", "type": "order.paid", "occurred_at": "2026-11-20T14:03:00+08:00",
+                "order": {"order_id": f"bench-flagged-o{i}", "member_id": f"bench-loop{i}", "amount_minor": 5000,
+                          "currency": "CNY"}}
+        response = orders(order_event(body), Context())
+        assert response["statusCode"] == 200 and json.loads(response["body"])["points"] == 150, response
+    held = store.get_review(first_order_review_id(f"bench-ring0", "bench-flagged-o0"))
+    assert held is not None and held.status == "open" and held.points == 200, held
+    writes, reads = counter.writes / n, counter.reads / n
+    row("a flagged referral's first order (the referrer's 200 held for review): write calls", f"{writes:.2f}", "1",
+        writes == 1)
+    row("a flagged referral's first order: read calls", f"{reads:.2f}", "≤ 2", reads <= 2)
 
 
 def ledger_store(aws):

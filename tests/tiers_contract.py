@@ -134,8 +134,12 @@ def test_the_nightly_review_warns_seven_days_before_then_downgrades_and_reruns_d
     assert (down.members, down.downgraded, down.warned) == (1, 1, 0)
     assert tier(store, now=night("2026-06-08")) == {"name": "member", "qualifying_points": 0,
                                                     "next": {"name": "silver", "points_needed": 2000}}
+    [(queue, told)] = queues.sent[1:]                                         # the downgrade notice, after the write
+    assert queue == "jobs" and told["job_id"] == "tier-down#m1#2026-06-08" and told["template"] == "tier_down"
+    assert told["kind"] == "campaign" and told["member_id"] == "m1"           # in the send windows, like the warning
+    assert told["variables"] == {"tier": "member", "previous": "silver", "qualifying_points": 0}
     again = review_tiers(store, queues, RULES, night("2026-06-08"), 4)
-    assert (again.members, len(queues.sent)) == (0, 1)
+    assert (again.members, len(queues.sent)) == (0, 2)                         # a re-run tells nothing again
     state = store.load_account("m1", with_lots=False).engagement.tier
     assert (state.name, state.review_on, state.check_on) == (None, None, None)   # out of the index
     assert_reconciled(store)

@@ -91,6 +91,8 @@ def test_the_multiplier_rounds_down_and_the_base_tier_earns_none():
     ("tier_up", {"name": "Ana", "tier": "silver", "qualifying_points": 2040}),
     ("tier_warning", {"name": "Ana", "tier": "silver", "points_needed": 2000, "review_date": "2026-06-08",
                       "link": "https://example.com/m/ana", "link_token": "ana"}),
+    ("tier_down", {"name": "Ana", "tier": "member", "previous": "silver", "qualifying_points": 1200,
+                   "link": "https://example.com/m/ana", "link_token": "ana"}),
 ])
 def test_the_tier_templates_render_on_every_channel_and_locale(name, variables):
     from loyalty.messaging.templates import LOCALES, render

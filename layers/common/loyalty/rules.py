@@ -118,6 +118,7 @@ class TierRules(_Strict):
     levels: tuple[Tier, ...]
     up_template: str = "tier_up"
     warning_template: str = "tier_warning"
+    down_template: str = "tier_down"
 
     @field_validator("levels")
     @classmethod
@@ -358,7 +359,8 @@ class Rules(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("catalog item ids must be unique")
         if len(self.tiers.levels) > 1 and self.templates:
-            missing = [t for t in (self.tiers.up_template, self.tiers.warning_template) if t not in self.templates]
+            missing = [t for t in (self.tiers.up_template, self.tiers.warning_template, self.tiers.down_template)
+                       if t not in self.templates]
             if missing:
                 raise ValueError(f"tiers: no message template {', '.join(missing)} for the tier notices")
         names = {t.name for t in self.tiers.levels}

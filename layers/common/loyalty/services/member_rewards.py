@@ -12,7 +12,6 @@ from ..domain import Account, EntryType, LedgerEntry, Lot, LotWrite, add_months,
     settle_debt, stable_id, utc_key
 from ..engagement.milestones import Bonus, plan_first_opt_in, plan_profile_completed
 from ..engagement.referrals import REFERRAL_JOIN, REFERRAL_JOIN_REFERRER, Hold, recent_referrals, referral_decision
-from ..engagement.reviews import hold_for_review, review_id_for
 from ..errors import Conflict, Invalid
 from ..ports import AccountStore, ProfileStore
 from ..records import Change, Profile, Review
@@ -85,6 +84,7 @@ def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, ref
                 progress = replace(progress, held=progress.held + (
                     (REFERRAL_JOIN, me, points, decision.reason), (REFERRAL_JOIN_REFERRER, referrer, points, decision.reason)))
                 if points:   # each share in the review queue of the member it belongs to, in this transaction
+                    from ..engagement.reviews import hold_for_review
                     held.append(referral_review(me, mine, f"member:{me}", decision.reason, now,
                                                 {"referrer": referrer}))
                     theirs_change = hold_for_review(theirs_change, theirs_change.engagement, referral_review(
@@ -97,6 +97,7 @@ def reward_profile(accounts: AccountStore, rules: "Rules", profile: Profile, ref
             also.append(theirs_change)
         if progress == account.engagement.progress:
             return
+        from ..engagement.reviews import hold_for_review   # a rare path: not at the handlers' import
         change = bonus_change(rules, account, bonuses, now, replace(account.engagement, progress=progress),
                               f"member:{me}")
         for review in held:
@@ -150,6 +151,7 @@ def referral_review(member_id: str, bonus: Bonus, source: str, reason: str, now:
     """A flagged referral's share for `member_id`, held in the review queue (kind
     "referral"): approved, the EARN entry naming the rule and the lot the credit would
     have made. One per member, rule and source (a retry lands on the same one)."""
+    from ..engagement.reviews import review_id_for
     return Review(review_id=review_id_for("referral", member_id, f"{bonus.rule_id}:{source}"), member_id=member_id,
                   kind="referral", points=bonus.points, reason=reason, created_at=now,
                   entry_type=EntryType.EARN.value, entry_reason=bonus.reason, source=source,

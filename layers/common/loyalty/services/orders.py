@@ -14,7 +14,6 @@ from ..ports import ReviewStore
 from ..engagement.member_day import member_day_bonus
 from ..engagement.milestones import REFERRAL_FIRST_ORDER, Bonus, plan_order_milestones, undo_order
 from ..errors import ConcurrentUpdate
-from ..engagement.reviews import hold_for_review, review_id_for
 from ..records import Change, IdempotencyRecord, OrderState, PendingCredit, Redemption, Review
 from ._retry import with_retries
 from .redemptions import voucher_code
@@ -115,6 +114,7 @@ def _held_first_order(store: ReviewStore, account: Account, order: OrderState) -
 def first_order_review_id(referrer: str, order_id: str) -> str:
     """The review holding a flagged referral's first-order reward (one per order: a first
     order refunded in full lets the next one be the first)."""
+    from ..engagement.reviews import review_id_for
     return review_id_for("referral", referrer, f"{REFERRAL_FIRST_ORDER}:order:{order_id}")
 
 
@@ -256,6 +256,7 @@ def _plan_paid(rules: Rules, event: OrderEvent, account: Account, order: OrderSt
         # a flagged referral: the referrer's reward waits in their review queue, in their `pending`
         points = kept(bonus.points)
         if points:
+            from ..engagement.reviews import hold_for_review
             theirs = Change(member_id=referrer.member_id, expected_version=referrer.version,
                             engagement=referrer.engagement)
             also.append(hold_for_review(theirs, referrer.engagement, Review(

@@ -1,5 +1,5 @@
 """The nightly tier review (E7): downgrade the members whose rolling window fell below
-their tier, warn those whose review is near, and read nobody else.
+their tier (and tell them), warn those whose review is near, and read nobody else.
 
 Members are found in the tier review index by the day the review looks at them next
 (`TierState.check_on`, kept by every write of the engagement state). The index carries
@@ -51,6 +51,13 @@ def warning_job(member_id: str, variables: dict, now: datetime, template: str) -
             "member_id": member_id, "template": template, "variables": variables, "planned_at": now.isoformat()}
 
 
+def downgrade_job(member_id: str, change: "tiers.TierChange", day: date, now: datetime, template: str) -> dict:
+    """The downgrade notice, a utility message in the send windows like the warning."""
+    return {"job_id": f"tier-down#{member_id}#{day.isoformat()}", "kind": "campaign", "member_id": member_id,
+            "template": template, "planned_at": now.isoformat(),
+            "variables": {"tier": change.new, "previous": change.old, "qualifying_points": change.qualifying_points}}
+
+
 def review_tiers(store: AccountStore, queues: Queues, rules: "Rules", now: datetime, shards: int,
                  catch_up_days: int | None = None) -> TierReviewSummary:
     """Review every member whose check day is on or before `now`'s programme-local day
@@ -98,4 +105,8 @@ def _decide_and_commit(store: AccountStore, queues: Queues, rules: "Rules", acco
                                         rules.tiers.warning_template))
     if engagement != account.engagement:
         store.commit(Change(member_id=account.member_id, expected_version=account.version, engagement=engagement))
+    if change is not None:
+        # Queued after the write: a member is never told of a downgrade that lost its race
+        # (decided again, it may not happen). One per member and review day.
+        queues.send("jobs", downgrade_job(account.member_id, change, today, now, rules.tiers.down_template))
     return change, warn
