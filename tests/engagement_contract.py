@@ -411,3 +411,38 @@ def test_referees_first_orders_at_once_credit_their_referrer_each_once(store):
     assert [r["points"] for r in results] == [110] * 5
     assert balance(store, "ana") == 5 * 50 + 5 * 200
     reconciled(store)
+
+
+# --- points-credited notices beyond the caller's answer ----------------------------------------
+
+def test_a_referrers_rewards_tell_of_the_points_credited_to_them_and_a_retry_tells_the_same(store):
+    join(store, "ana")
+    told: list = []
+    update_profile(store, store, Profile("bo", referrer="ana"), RULES, T0, told)
+    assert told == [{"kind": "points_credited", "event_id": "referral#bo#join", "member_id": "ana", "points": 50,
+                     "balance": 50}]
+    told = []
+    result = handle_order_event(store, RULES, paid("e1", "o1", 1000, member="bo"), T0, told)
+    assert "credited" not in result                                       # the contract's answer only
+    assert told == [{"kind": "points_credited", "event_id": "e1#ana", "member_id": "ana", "points": 200,
+                     "balance": 250}]
+    again: list = []
+    assert handle_order_event(store, RULES, paid("e1", "o1", 1000, member="bo"), T0, again) == result
+    assert again == told
+
+
+def test_a_held_referral_tells_of_no_credit(store):
+    ring(store)
+    told: list = []
+    handle_order_event(store, RULES, paid("e1", "o1", 1000, member="xi"), T0 + timedelta(hours=1), told)
+    assert told == []
+
+
+def test_released_pending_points_tell_of_the_points_credited(store):
+    from loyalty.services.pending import release_pending
+    handle_order_event(store, WINDOW, paid("e1", "o1", 5000), T0)
+    told: list = []
+    assert release_pending(store, WINDOW, T0 + timedelta(days=14), 4, 7, told) == 1
+    assert told == [{"kind": "points_credited", "event_id": "release#o1", "member_id": "m1", "points": 150,
+                     "balance": 150}]
+    assert release_pending(store, WINDOW, T0 + timedelta(days=14), 4, 7, told) == 0 and len(told) == 1

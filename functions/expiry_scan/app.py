@@ -18,6 +18,10 @@ def handler(event, context):
     summary = expire_due_lots(wiring.account_store(), now, settings().expiry_shards, int(catch_up))
     logger.info("expiry run", extra=summary.as_dict())
     rules = wiring.rules()
-    released = release_pending(wiring.account_store(), rules, now, settings().expiry_shards, int(catch_up)) \
+    told: list[dict] = []
+    released = release_pending(wiring.account_store(), rules, now, settings().expiry_shards, int(catch_up), told) \
         if rules.pending.return_window_days else 0
+    if told:   # each release's points-credited notice (the messaging code loads only then)
+        from loyalty.messaging import notices
+        notices.credits(wiring.queues(), told, now, logger)
     return {**summary.as_dict(), **({"pending_released": released} if released else {})}

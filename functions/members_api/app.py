@@ -42,8 +42,10 @@ def put_member(member_id: str):
     body, _ = _body("ProfileBody")
     profile = Profile(member_id=check_member_id(member_id),
                       **{**body.model_dump(), "preferred_channels": tuple(body.preferred_channels)})
-    return reply(200, members.update_profile(wiring.profile_store(), wiring.account_store(), profile, wiring.rules(),
-                                             _now()))
+    now, told = _now(), []
+    view = members.update_profile(wiring.profile_store(), wiring.account_store(), profile, wiring.rules(), now, told)
+    notices.credits(wiring.queues(), told, now, logger)   # the referrer's join share
+    return reply(200, view)
 
 
 @app.get("/members/<member_id>")

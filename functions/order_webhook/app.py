@@ -20,6 +20,7 @@ def order_event():
     logger.info("order callback applied", extra={"event_id": result["event_id"], "points": result["points"]})
     notices.points_credited(wiring.queues(), result, now, logger)
     notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
+    notices.credits(wiring.queues(), told, now, logger)   # a referrer's reward
     return reply(200, result)
 
 

@@ -31,6 +31,13 @@ def points_credited(queues: Queues, result: dict, now: datetime, log) -> bool:
                                      {"points": result["points"], "balance": result["balance"]}, now), log)
 
 
+def credits(queues: Queues, told: list[dict], now: datetime, log) -> int:
+    """The points-credited notices a service told of beyond the caller's own answer (a
+    referrer's reward, order points released after the return window); each job id
+    comes from what credited them, so a retry queues the same notice."""
+    return sum(points_credited(queues, notice, now, log) for notice in told if notice.get("kind") == "points_credited")
+
+
 def redemption_confirmed(queues: Queues, view: dict, item_name: str | None, now: datetime, log) -> bool:
     """The redemption-confirmed notice, with the voucher code."""
     return _queue(queues, notice_job(view["redemption_id"], view["member_id"], "redemption_confirmed",

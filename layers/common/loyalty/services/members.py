@@ -11,7 +11,7 @@ from ._retry import with_retries
 
 
 def update_profile(profiles: ProfileStore, accounts: AccountStore, profile: Profile, rules=None,
-                   now: datetime | None = None) -> dict:
+                   now: datetime | None = None, notices: list | None = None) -> dict:
     """Replace the member's profile. A field left out is cleared, as with null (but the
     referrer fixed at join stays). A phone number or WeChat OpenID belongs to one member:
     claiming one that another member holds raises ContactTaken and changes nothing; one
@@ -21,13 +21,13 @@ def update_profile(profiles: ProfileStore, accounts: AccountStore, profile: Prof
     With `rules` (and `now`): the referrer is checked first (member_rewards.settle_referrer),
     and once the profile is stored, what it earns is credited (the profile-completed
     milestone, the referral join bonuses): a retry of a request that failed in between
-    credits it then, once."""
+    credits it then, once. `notices` receives the referrer's points-credited notice."""
     referrer = None
     if rules is not None:
         profile, referrer = member_rewards.settle_referrer(profiles, accounts, profile)
     with_retries(lambda: profiles.put_profile(profile))
     if rules is not None:
-        member_rewards.reward_profile(accounts, rules, profile, referrer, now)
+        member_rewards.reward_profile(accounts, rules, profile, referrer, now, notices)
     return member_view(profiles, accounts, profile.member_id)
 
 

@@ -52,14 +52,14 @@ def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now:
     def attempt() -> dict:
         context = store.load_order_context(event.member_id, key, event.order_id)
         if context.idempotency is not None:
-            return tiers.told(_replay(context.idempotency, event), notices)
+            return _told(_replay(context.idempotency, event), notices)
         order = context.order
         if order is not None and order.member_id != event.member_id:
             raise Conflict(f"order {event.order_id} belongs to another member")
         if order is not None and order.currency != event.currency:
             raise Conflict(f"order {event.order_id} was recorded in {order.currency}, not {event.currency}")
+        referrer = None
         if event.type == "order.paid":
-            referrer = None
             due = _referrer_due(rules, context.account) if order is None or not order.paid else None
             if due is not None:   # the first paid order of a referred member: its referrer's account too
                 referrer = store.load_account(due, with_lots=False)
@@ -79,6 +79,12 @@ def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now:
             change, points, balance = _plan_refund(rules, event, account, order, now, others, gift, waiting, held)
         response = {"event_id": event.event_id, "member_id": event.member_id, "points": points, "balance": balance,
                     **tiers.tier_up_answer(context.account.engagement, change.engagement, rules, now)}
+        if event.type == "order.paid" and referrer is not None:   # the referrer's reward, credited: told too
+            credited = [{"event_id": f"{event.event_id}#{part.member_id}", "member_id": part.member_id,
+                         "points": part.balance_delta, "balance": referrer.balance + part.balance_delta}
+                        for part in change.also if part.member_id == referrer.member_id and part.balance_delta > 0]
+            if credited:
+                response[CREDITED] = credited
         record = IdempotencyRecord(key=key, body_hash=event.body_hash, response=response, member_id=event.member_id)
         try:
             store.commit(replace(change, idempotency=record))
@@ -86,10 +92,23 @@ def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now:
             found = store.get_idempotency(key)
             if found is None and change.redemption is not None:
                 raise ConcurrentUpdate("the order's gift was written by another event of the order") from None
-            return tiers.told(_replay(found, event), notices)
-        return tiers.told(response, notices)
+            return _told(_replay(found, event), notices)
+        return _told(response, notices)
 
     return with_retries(attempt)
+
+
+CREDITED = "credited"   # the key of an order's stored answer that carries another member's credit (a referrer's)
+
+
+def _told(response: dict, notices: list | None) -> dict:
+    """The answer as the contract shows it; the points credited to another member (a
+    referrer's reward) and the tier-up, if any, handed to `notices` (a retry tells them again)."""
+    if CREDITED in response:
+        if notices is not None:
+            notices.extend({"kind": "points_credited", **credit} for credit in response[CREDITED])
+        response = {k: v for k, v in response.items() if k != CREDITED}
+    return tiers.told(response, notices)
 
 
 def _referrer_due(rules: Rules, account: Account) -> str | None:

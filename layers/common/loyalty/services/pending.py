@@ -17,22 +17,25 @@ if TYPE_CHECKING:
     from ..rules import Rules
 
 
-def release_pending(store: AccountStore, rules: "Rules", now: datetime, shards: int, catch_up_days: int) -> int:
+def release_pending(store: AccountStore, rules: "Rules", now: datetime, shards: int, catch_up_days: int,
+                    notices: list | None = None) -> int:
     """Credit every pending credit whose return window ended at or before `now` (the
     days since `catch_up_days` before too: a missed night is made up). Returns how many
     were released; a re-run releases none again (the credit is marked released in the
-    same transaction as the points)."""
+    same transaction as the points). `notices`, when given, receives each release's
+    points-credited notice."""
     released = 0
     today = now.astimezone(timezone.utc).date()
     for back in range(catch_up_days, -1, -1):
         for shard in range(shards):
             for page in store.due_pending(today - timedelta(days=back), shard, now):
                 for member_id, order_id in page:
-                    released += release_one(store, member_id, order_id, now)
+                    released += release_one(store, member_id, order_id, now, notices)
     return released
 
 
-def release_one(store: AccountStore, member_id: str, order_id: str, now: datetime) -> int:
+def release_one(store: AccountStore, member_id: str, order_id: str, now: datetime,
+                notices: list | None = None) -> int:
     """Release one order's pending points if they are still pending and due."""
 
     def attempt() -> int:
@@ -51,6 +54,9 @@ def release_one(store: AccountStore, member_id: str, order_id: str, now: datetim
                             balance_delta=credit.balance_delta, debt_delta=credit.debt_delta, last_tx=credit.last_tx,
                             lots=(LotWrite(lot=credit.lot, new=True),) if credit.lot else (), entries=credit.entries,
                             engagement=engagement, pending=replace(waiting, status="released")))
+        if notices is not None and credit.balance_delta > 0:
+            notices.append({"kind": "points_credited", "event_id": f"release#{order_id}", "member_id": member_id,
+                            "points": credit.balance_delta, "balance": account.balance + credit.balance_delta})
         return 1
 
     return with_retries(attempt)
