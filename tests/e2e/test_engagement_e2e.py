@@ -139,3 +139,62 @@ def test_with_a_return_window_order_points_are_pending_until_the_nightly_release
     assert by_rule(api, member) == {"first_order": 100}
     other_points = api.get(f"/members/{other}/points").json()
     assert (other_points["balance"], other_points["pending"]) == (0, 0)
+
+
+def ring(api: Api) -> tuple[str, str]:
+    """xi (known to the programme, not joined) -> yu -> xi: yu's referral is credited, xi's
+    joins a ring and is held, each share in the queue of the member it belongs to."""
+    xi, yu = new_member(), new_member()
+    adjusted = api.post(f"/members/{xi}/adjustments", {"points": 10, "reason": "goodwill", "idempotency_key": f"{xi}-a"})
+    assert adjusted.status_code in (200, 201), adjusted.text
+    assert api.put(f"/members/{yu}", {"name": "Yu", "referrer": xi}).status_code == 200
+    assert api.put(f"/members/{xi}", {"name": "Xi", "referrer": yu}).status_code == 200
+    assert (api.balance(xi), api.balance(yu)) == (60, 50)
+    return xi, yu
+
+
+def referral_reviews(api: Api, member: str, status: str = "open") -> list[dict]:
+    found, cursor = [], None
+    while True:
+        page = api.get("/reviews", params={"status": status, "limit": 200, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        found += [r for r in page.json()["reviews"] if r["member_id"] == member and r["kind"] == "referral"]
+        cursor = page.json()["cursor"]
+        if not cursor:
+            return found
+
+
+def test_a_referral_ring_waits_for_an_operator_who_approves_it_and_each_member_is_credited_once(engaged):
+    api = engaged
+    xi, yu = ring(api)
+    [mine], [theirs] = referral_reviews(api, xi), referral_reviews(api, yu)
+    assert mine["reason"].startswith("referral ring") and (mine["points"], theirs["points"]) == (50, 50)
+    assert [api.get(f"/members/{m}/points").json()["pending"] for m in (xi, yu)] == [50, 50]
+    for review in (mine, theirs):
+        decided = api.post(f"/reviews/{review['review_id']}", {"decision": "approve", "note": "friends, checked"})
+        assert decided.status_code == 200 and decided.json()["status"] == "approved", decided.text
+        assert api.post(f"/reviews/{review['review_id']}", {"decision": "approve", "note": "again"}).json() == decided.json()
+    assert (api.balance(xi), api.balance(yu)) == (110, 100)
+    assert by_rule(api, xi) == by_rule(api, yu) == {"referral_join": 50, "referral_join_referrer": 50}   # each referred the other
+
+    # xi stays flagged: its first order holds yu's 200 in yu's queue until an operator decides
+    assert api.order(paid(xi, f"{xi}-o1", 5000)).json()["points"] == 50 + 100
+    [first] = referral_reviews(api, yu)
+    assert first["points"] == 200 and api.get(f"/members/{yu}/points").json()["pending"] == 200
+    assert api.post(f"/reviews/{first['review_id']}", {"decision": "approve", "note": "ok"}).status_code == 200
+    assert api.balance(yu) == 300 and by_rule(api, yu)["referral_first_order"] == 200
+    assert [api.get(f"/members/{m}/points").json()["pending"] for m in (xi, yu)] == [0, 0]
+
+
+def test_a_rejected_referral_credits_nothing_and_a_cancelled_first_order_closes_its_review(engaged):
+    api = engaged
+    xi, yu = ring(api)
+    for review in referral_reviews(api, xi) + referral_reviews(api, yu):
+        assert api.post(f"/reviews/{review['review_id']}", {"decision": "reject", "note": "a ring"}).status_code == 200
+    assert (api.balance(xi), api.balance(yu)) == (60, 50)
+    api.order(paid(xi, f"{xi}-o1", 5000))
+    [first] = referral_reviews(api, yu)
+    assert api.order(refund(xi, f"{xi}-o1", 5000)).status_code == 200          # cancelled: nothing left to approve
+    assert referral_reviews(api, yu) == []
+    assert api.post(f"/reviews/{first['review_id']}", {"decision": "approve", "note": "late"}).status_code == 409
+    assert (api.balance(yu), api.get(f"/members/{yu}/points").json()["pending"]) == (50, 0)
