@@ -65,7 +65,7 @@ def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now:
                 referrer = store.load_account(due, with_lots=False)
             change, points, balance = _plan_paid(rules, event, context.account, order, now, referrer)
         else:
-            account, others, gift = context.account, {}, None
+            account, others, gift, held = context.account, {}, None, None
             if order is not None and order.paid:
                 account = store.load_account(event.member_id, with_lots=True)
                 others = {member: store.load_account(member, with_lots=True)
