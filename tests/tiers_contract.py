@@ -248,6 +248,38 @@ def test_redeeming_charges_todays_price_once_keeps_the_per_member_count_and_hide
     assert_reconciled(store)
 
 
+MONTHLY = build_rules({"catalog": [{"item_id": "coffee", "name": "Coffee", "points": 100, "per_member_limit": 2,
+                                    "per_member_limit_period": "month"}]})
+
+
+def test_a_monthly_per_member_limit_starts_again_each_programme_calendar_month(store):
+    from loyalty.services.catalog import member_catalog
+    from loyalty.services.redemptions import cancel_redemption, redeem
+
+    def left(at):
+        [coffee] = member_catalog(store, MONTHLY, "m1", at)["items"]
+        return coffee["limit_left"]
+
+    handle_order_event(store, MONTHLY, paid("e1", "o1", 100000), T0)
+    march, april = parse_time("2026-03-31T23:30:00+08:00"), parse_time("2026-03-31T16:30:00Z")   # 00:30 on 1 April
+    first, _ = redeem(store, MONTHLY, "m1", "coffee", "k1", march)
+    redeem(store, MONTHLY, "m1", "coffee", "k2", march)
+    with pytest.raises(Conflict, match="this month"):
+        redeem(store, MONTHLY, "m1", "coffee", "k3", march)
+    assert (left(march), left(april)) == (0, 2)
+    redeem(store, MONTHLY, "m1", "coffee", "k4", april)                     # a new month in the programme's zone
+    assert left(april) == 1
+    assert store.load_account("m1", with_lots=False).engagement.tier.redeemed == (("coffee#2026-04", 1),)
+    cancel_redemption(store, MONTHLY, "m1", first.redemption_id, "late", april)   # March's is over: April keeps its count
+    assert left(april) == 1
+    fifth, _ = redeem(store, MONTHLY, "m1", "coffee", "k5", april)
+    with pytest.raises(Conflict):
+        redeem(store, MONTHLY, "m1", "coffee", "k6", april)
+    cancel_redemption(store, MONTHLY, "m1", fifth.redemption_id, "changed my mind", april)   # this month's: given back
+    assert left(april) == 1
+    assert_reconciled(store)
+
+
 def test_concurrent_redemptions_never_pass_the_per_member_limit(store):
     """The count is taken under the debit's version check: of 6 concurrent requests (each
     its own key) for an item limited to 2 per member, exactly 2 are redeemed."""

@@ -99,6 +99,8 @@ class CatalogItem(_Strict):
     active: bool = True
     min_tier: str | None = Field(None, description="hidden from members below this tier (E7 perk)")
     per_member_limit: int | None = Field(None, ge=1, description="redemptions per member, cancelled ones given back")
+    per_member_limit_period: Literal["lifetime", "month"] = Field(
+        "lifetime", description="the limit counts over the member's lifetime or per calendar month (programme time)")
     discountable: bool = Field(True, description="cheaper on redemption days")
 
 

@@ -46,20 +46,31 @@ def visible(item: "CatalogItem", engagement: Engagement, rules: "Rules") -> bool
     return item.min_tier is None or rules.tiers.rank(engagement.tier.name) >= rules.tiers.rank(item.min_tier)
 
 
-def redeemed(engagement: Engagement, item_id: str) -> int:
-    return dict(engagement.tier.redeemed).get(item_id, 0)
+def limit_key(item: "CatalogItem", rules: "Rules", at: datetime) -> str:
+    """What the member's count of `item` is kept under: the item (a lifetime limit), or
+    the item and the programme-local calendar month of `at` (a monthly limit)."""
+    if item.per_member_limit_period == "month":
+        return f"{item.item_id}#{at.astimezone(ZoneInfo(rules.program_timezone)):%Y-%m}"
+    return item.item_id
 
 
-def limit_left(item: "CatalogItem", engagement: Engagement) -> int | None:
+def redeemed(engagement: Engagement, key: str) -> int:
+    return dict(engagement.tier.redeemed).get(key, 0)
+
+
+def limit_left(item: "CatalogItem", engagement: Engagement, rules: "Rules", now: datetime) -> int | None:
     if item.per_member_limit is None:
         return None
-    return max(0, item.per_member_limit - redeemed(engagement, item.item_id))
+    return max(0, item.per_member_limit - redeemed(engagement, limit_key(item, rules, now)))
 
 
-def counted(engagement: Engagement, item_id: str, delta: int) -> Engagement:
-    """The engagement state with the member's count of `item_id` moved by `delta`."""
-    counts = dict(engagement.tier.redeemed)
-    counts[item_id] = max(0, counts.get(item_id, 0) + delta)
+def counted(engagement: Engagement, key: str, delta: int) -> Engagement:
+    """The engagement state with the member's count under `key` moved by `delta` (a
+    month's count replaces the item's earlier months: the state keeps only what limits)."""
+    item_id = key.split("#", 1)[0]
+    counts = {k: v for k, v in engagement.tier.redeemed if "#" not in key or not k.startswith(f"{item_id}#")
+              or k >= key}
+    counts[key] = max(0, counts.get(key, 0) + delta)
     kept = tuple(sorted((k, v) for k, v in counts.items() if v > 0))
     return replace(engagement, tier=replace(engagement.tier, redeemed=kept))
 
@@ -73,7 +84,7 @@ def member_catalog(store: "AccountStore", rules: "Rules", member_id: str, now: d
         if not item.active or not visible(item, engagement, rules):
             continue
         items.append({**item.model_dump(), "points": price(item, rules, now), "list_points": item.points,
-                      "limit_left": limit_left(item, engagement)})
+                      "limit_left": limit_left(item, engagement, rules, now)})
     return {"member_id": member_id, "tier": tier_name(engagement, rules), "redemption_day": day,
             "percent_off": rules.redemption.discount_days.percent_off if day else 0, "items": items,
             "points_per_currency_unit": rules.redemption.points_per_currency_unit}
@@ -87,12 +98,17 @@ def admit(item: "CatalogItem", engagement: Engagement, rules: "Rules", member_id
     from ..errors import Conflict, NotFound
     if not visible(item, engagement, rules):
         raise NotFound(f"no item {item.item_id} in member {member_id}'s catalog")
-    left = limit_left(item, engagement)
+    left = limit_left(item, engagement, rules, now)
     if left == 0:
-        raise Conflict(f"member {member_id} has redeemed {item.item_id} {item.per_member_limit} times, its limit")
-    return price(item, rules, now), (counted(engagement, item.item_id, 1) if left is not None else None)
+        per = " this month" if item.per_member_limit_period == "month" else ""
+        raise Conflict(f"member {member_id} has redeemed {item.item_id} {item.per_member_limit} times{per}, its limit")
+    return price(item, rules, now), (counted(engagement, limit_key(item, rules, now), 1) if left is not None else None)
 
 
-def given_back(engagement: Engagement, item_id: str) -> Engagement | None:
-    """On a cancellation: the member's count of the item, less one (None: none kept)."""
-    return counted(engagement, item_id, -1) if redeemed(engagement, item_id) else None
+def given_back(engagement: Engagement, item_id: str, rules: "Rules | None" = None,
+               redeemed_at: datetime | None = None) -> Engagement | None:
+    """On a cancellation: the member's count of the item (of the month it was redeemed
+    in, for a monthly limit), less one (None: none kept, or that month is over)."""
+    item = rules.item(item_id) if rules is not None else None
+    key = limit_key(item, rules, redeemed_at) if item is not None and redeemed_at is not None else item_id
+    return counted(engagement, key, -1) if redeemed(engagement, key) else None

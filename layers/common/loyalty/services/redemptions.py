@@ -108,7 +108,7 @@ def cancel_redemption(store: AccountStore, rules: Rules, member_id: str, redempt
         change = Change(member_id=member_id, expected_version=account.version, balance_delta=kept,
                         debt_delta=restore.debt_after - account.debt, last_tx=entries[-1].recorded_at,
                         lots=restore.writes, entries=entries, redemption=cancelled, redemption_expected_status=redemption.status,
-                        engagement=catalog.given_back(account.engagement, redemption.item_id),
+                        engagement=catalog.given_back(account.engagement, redemption.item_id, rules, redemption.created_at),
                         stock=StockMove(redemption.item_id, -1, None) if item is not None and item.stock is not None else None)
         store.commit(change)
         return cancelled
