@@ -216,6 +216,17 @@ class LedgerMachine(RuleBasedStateMachine):
         except (Invalid, Conflict):
             assert {m: self.store.load_account(m, with_lots=False).balance for m in MEMBERS} == before
 
+    @rule(pair=st.permutations(MEMBERS))
+    def ring(self, pair):
+        """A referral ring, as far as the members' history lets it: a (known, not joined)
+        refers b, then joins on b's referral; held, each share in its member's queue."""
+        a, b = pair[0], pair[1]
+        self.adjust(a, 10)
+        self.join(b, a)
+        self.join(a, b)
+        if any(r.kind == "referral" and r.status == "open" for r in self.store.reviews.values()):
+            hypothesis.event("a referral ring held")
+
     @rule(member=st.sampled_from(MEMBERS), channel=st.sampled_from(["whatsapp", "wechat"]), status=st.booleans())
     def consent(self, member, channel, status):
         record_consent(self.store, Consent(member, channel, "opted_in" if status else "opted_out", "api", self.now),
