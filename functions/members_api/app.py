@@ -24,6 +24,13 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _request_time() -> datetime:
+    """The service's clock for a request: when API Gateway received it (its
+    requestContext.timeEpoch; the local stack stamps its simulated clock there), else now."""
+    epoch = (app.current_event.raw_event.get("requestContext") or {}).get("timeEpoch")
+    return datetime.fromtimestamp(epoch / 1000, timezone.utc) if isinstance(epoch, int) else _now()
+
+
 def _body(model: str):
     """The body parsed into the request model named `model` (pydantic loads on first use)."""
     from loyalty.web import models
@@ -164,6 +171,17 @@ def post_activity(member_id: str):
     result = record_activity(wiring.review_store(), wiring.rules(), member_id, activity, now, told)
     notices.points_credited(wiring.queues(), {"event_id": f"activity#{member_id}#{activity.activity_id}",
                                               "member_id": member_id, **result}, now, logger)
+    notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
+    return reply(200, result)
+
+
+@app.post("/members/<member_id>/checkins")
+def post_checkin(member_id: str):
+    from loyalty.engagement.daily_checkins import record_checkin
+    body, _ = _body("CheckinBody")
+    member_id, now = check_member_id(member_id), _request_time()
+    told: list[dict] = []
+    result = record_checkin(wiring.review_store(), wiring.rules(), member_id, parse_time(body.at), now, told)
     notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
     return reply(200, result)
 
