@@ -72,9 +72,9 @@ def check_in(store: "ReviewStore", rules: "Rules", member_id: str, at: datetime,
 
     `date` is member-local (the profile's time zone, else the programme's). A second
     check-in the same local day answers already_checked_in with points 0, the current
-    streak and balance, and writes nothing; so does one for an earlier day the streak
-    covers. One for an earlier day that was not checked in is a Conflict (a later day is
-    checked in: the streak cannot go back). `at` more than the risk rules' clock skew
+    streak and balance, and writes nothing; so does one for an earlier day that was
+    checked in. One for an earlier day that was not is a Conflict (a later day is checked
+    in: the streak cannot go back, and a late credit would rewrite what is settled). `at` more than the risk rules' clock skew
     (48 h) from `now` is Invalid; an unknown member is NotFound; neither writes anything.
     `notices`, when given, receives the tier-up the credit caused."""
     skew = rules.activities.risk.max_clock_skew_hours
@@ -86,8 +86,16 @@ def check_in(store: "ReviewStore", rules: "Rules", member_id: str, at: datetime,
         if not context.member_found:
             raise NotFound(f"no member {member_id}")
         zone = context.time_zone or rules.program_timezone
-        enrolled = context.account.engagement.checkin.challenges
-        change, answer = plan_checkin(rules, member_id, context.account, zone, at, now)
+        account, enrolled = context.account, context.account.engagement.checkin.challenges
+        try:
+            change, answer = plan_checkin(rules, member_id, account, zone, at, now)
+        except Conflict:
+            # A day before the latest check-in that the streak does not cover: checked in
+            # if its record exists (an extra read, on this rare path only).
+            day = local_date(at, zone)
+            if store.get_idempotency(checkin_key(member_id, day)) is None:
+                raise
+            change, answer = None, _answer(day, account.engagement.checkin.streak, 0, account.balance, True)
         if change is None:
             return CheckinOutcome(answer, enrolled)
         try:
