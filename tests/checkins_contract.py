@@ -106,12 +106,14 @@ def test_the_date_is_the_members_local_day(store):
 def test_a_check_in_far_from_the_services_clock_is_invalid_and_writes_nothing(store, stored_text):
     join(store)
     before = stored_text()
-    for at in (T0 - timedelta(hours=48, seconds=1), T0 + timedelta(hours=49)):
+    for at in (T0 - timedelta(hours=48, seconds=1), T0 + timedelta(hours=49), T0 + timedelta(hours=15)):
         with pytest.raises(Invalid) as refused:
             check_in(store, at, now=T0)
         assert refused.value.problems[0]["field"] == "at"
     assert stored_text() == before
+    # (09:30 + 15 h is tomorrow in Shanghai: a day not begun yet, refused too)
     assert check_in(store, T0 - timedelta(hours=47), now=T0)["points"] == 10   # within 48 h: counted
+    assert check_in(store, T0 + timedelta(hours=14), now=T0)["date"] == "2026-11-20"   # later today: counted
 
 
 def test_an_unknown_member_is_not_found_and_nothing_is_written(store, stored_text):

@@ -87,6 +87,10 @@ def check_in(store: "ReviewStore", rules: "Rules", member_id: str, at: datetime,
             raise NotFound(f"no member {member_id}")
         zone = context.time_zone or rules.program_timezone
         account, enrolled = context.account, context.account.engagement.checkin.challenges
+        if local_date(at, zone) > local_date(now, zone):
+            # A day that has not begun yet for the member (a device clock ahead): counted, it
+            # would lock out the member's real check-ins until that day.
+            raise Invalid([{"field": "at", "problem": "a member-local day after today's"}])
         try:
             change, answer = plan_checkin(rules, member_id, account, zone, at, now)
         except Conflict:
