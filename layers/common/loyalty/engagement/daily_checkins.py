@@ -74,9 +74,10 @@ def check_in(store: "ReviewStore", rules: "Rules", member_id: str, at: datetime,
     check-in the same local day answers already_checked_in with points 0, the current
     streak and balance, and writes nothing; so does one for an earlier day that was
     checked in. One for an earlier day that was not is a Conflict (a later day is checked
-    in: the streak cannot go back, and a late credit would rewrite what is settled). `at` more than the risk rules' clock skew
-    (48 h) from `now` is Invalid; an unknown member is NotFound; neither writes anything.
-    `notices`, when given, receives the tier-up the credit caused."""
+    in: the streak cannot go back, and a late credit would rewrite what is settled). `at`
+    more than the risk rules' clock skew (48 h) from `now`, or on a member-local day after
+    today's (it would lock out today's), is Invalid; an unknown member is NotFound; none
+    of these writes anything. `notices`, when given, receives the tier-up the credit caused."""
     skew = rules.activities.risk.max_clock_skew_hours
     if abs(at - now) > timedelta(hours=skew):
         raise Invalid([{"field": "at", "problem": f"more than {skew} h from the service's clock"}])
