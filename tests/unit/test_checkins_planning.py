@@ -82,6 +82,18 @@ def test_an_activity_credited_during_a_challenge_adds_its_points_there_without_a
     assert store.changes[-1].participants == ()
 
 
+def test_an_approved_activity_counts_in_the_challenge_when_it_is_credited():
+    from loyalty.engagement.reviews import decide_review
+    store = Capturing()
+    store.accounts["m1"] = enrolled()
+    record_activity(store, RULES, "m1", Activity("u1", "ugc", T0, None, None, "h1"), T0)   # held
+    [review] = store.reviews.values()
+    decide_review(store, RULES, review.review_id, "approve", "fine", "op", T0 + timedelta(days=1))
+    assert store.changes[-1].participants == (
+        ParticipantCredit("q4", "m1", 5, points=50, month="2026-11"),
+        ParticipantCredit("q4-vip", "m1", 1, points=50, month="2026-11"))
+
+
 def test_the_shard_an_enrolment_names_is_the_one_a_credit_carries():
     account = Account(member_id="m7", engagement=Engagement(checkin=CheckinState(
         challenges=(("q4", "2026-11-01", "2027-01-29", shard_of("m7")),))))
