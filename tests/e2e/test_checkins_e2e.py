@@ -53,7 +53,9 @@ def test_a_member_app_checks_in_day_by_day_with_a_missed_day_and_a_second_check_
 
 
 def test_the_check_in_keywords_on_whatsapp_and_wechat_check_in_once_a_day_and_reply(api, member):
-    clock_at(api, datetime.now(timezone.utc).isoformat())   # the sandbox stamps messages with the stack's clock
+    # On simulated days: the sandbox stamps a member's message with the stack's clock, and
+    # the webhooks measure a check-in against the request's time, which the stack stamps too.
+    clock_at(api, "2025-07-01T10:00:00+08:00")
     phone, openid = new_member(api, member, channels=("whatsapp", "wechat"))
     answer = api.post("/_local/inbound", {"channel": "whatsapp", "from": phone, "text": "签到"})
     assert answer.status_code == 200 and answer.json()["status"] == 200
@@ -61,9 +63,13 @@ def test_the_check_in_keywords_on_whatsapp_and_wechat_check_in_once_a_day_and_re
     replies = [m for m in outbox(api, phone) if "streak" in (m.get("text") or "")]
     assert [m["text"] for m in replies] == ["Day 1 of your streak +10 points · Balance 10"]
 
+    clock_at(api, "2025-07-02T10:00:00+08:00")
     wechat = api.post("/_local/inbound", {"channel": "wechat", "from": openid, "text": "打卡"})
     assert wechat.status_code == 200 and wechat.json()["status"] == 200
-    assert "Already checked in today · 1-day streak · Balance 10" in wechat.json()["body"]   # the passive reply
-    assert api.get(f"/members/{member}/points").json()["balance"] == 10
-    [entry] = api.get(f"/members/{member}/ledger").json()["entries"]
-    assert (entry["type"], entry["amount"]) == ("CHECKIN", 10)
+    assert "Day 2 of your streak +10 points · Balance 20" in wechat.json()["body"]   # the passive reply
+    again = api.post("/_local/inbound", {"channel": "wechat", "from": openid, "text": "CHECKIN"})
+    assert "Already checked in today · 2-day streak · Balance 20" in again.json()["body"]
+    assert api.get(f"/members/{member}/points").json()["balance"] == 20
+    entries = api.get(f"/members/{member}/ledger").json()["entries"]
+    assert [(e["type"], e["amount"], e["reason"]) for e in entries] == [
+        ("CHECKIN", 10, "check-in: streak day 2"), ("CHECKIN", 10, "check-in: streak day 1")]

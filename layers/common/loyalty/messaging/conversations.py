@@ -208,9 +208,10 @@ def apply_event(event: ChannelEvent, ledger, now: datetime, rules: "Rules | None
 
 
 def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime, *,
-                  passive: bool = True) -> Outcome:
+                  passive: bool = True, clock: datetime | None = None) -> Outcome:
     """Keywords: opt-out (confirmed once), opt-in, balance, help, check-in. `passive`: a WeChat
-    answer may go in the webhook's response (not when a stored push is applied later)."""
+    answer may go in the webhook's response (not when a stored push is applied later);
+    `clock`: the service's clock a check-in is measured against (default `now`)."""
     member = _member_for(ledger, message)
     if member is None:
         return Outcome("ignored:unknown_member")
@@ -238,7 +239,7 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
     if keyword == "help":
         return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, passive, answer=True)
     if keyword == "checkin":
-        return _check_in(member, message, snapshot, ledger, msgs, queues, rules, now, at, passive)
+        return _check_in(member, message, snapshot, ledger, msgs, queues, rules, now, at, passive, clock or now)
     return Outcome("ignored:no_keyword")
 
 
@@ -271,15 +272,17 @@ def checkin_summary(answer: dict, progress: tuple[int, int] | None, locale: str)
 
 
 def _check_in(member: str, message: InboundMessage, snapshot, ledger, msgs, queues, rules: "Rules", now: datetime,
-              at: datetime, passive: bool) -> Outcome:
+              at: datetime, passive: bool, clock: datetime) -> Outcome:
     """签到 / 打卡 / CHECKIN: the check-in of POST /members/{id}/checkins at the message's
-    time, answered with the streak and balance (a service message: no offer in it)."""
+    time, measured against the service's `clock` (the request's time, see
+    web.provider_edge.request_time), answered with the streak and balance (a service
+    message: no offer in it)."""
     from ..engagement.daily_checkins import CheckinOutcome, check_in
     from ..errors import Conflict, Invalid
     from . import notices
     told: list[dict] = []
     try:
-        outcome = check_in(ledger, rules, member, at, now, told)
+        outcome = check_in(ledger, rules, member, at, clock, told)
     except Invalid:   # a push applied more than 48 h after it was sent: too late to count, or to answer
         return Outcome("ignored:checkin_too_late")
     except Conflict:  # a delayed message for a day before the latest check-in: the streak stands
