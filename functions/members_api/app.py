@@ -12,7 +12,7 @@ from loyalty.messaging import campaigns, notices
 from loyalty.records import Consent, Profile
 from loyalty.services import adjustments, catalog, disputes, members, queries, redemptions
 from loyalty.settings import settings
-from loyalty.web.api import caller, http_app, json_body, limit_param, raw_body, reply
+from loyalty.web.api import caller, http_app, json_body, limit_param, raw_body, reply, request_time
 from loyalty.web.plain import CHANNELS, canonical_hash, check_member_id
 from loyalty.web.views import redemption_view
 
@@ -22,13 +22,6 @@ app = http_app()
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _request_time() -> datetime:
-    """The service's clock for a request: when API Gateway received it (its
-    requestContext.timeEpoch; the local stack stamps its simulated clock there), else now."""
-    epoch = (app.current_event.raw_event.get("requestContext") or {}).get("timeEpoch")
-    return datetime.fromtimestamp(epoch / 1000, timezone.utc) if isinstance(epoch, int) else _now()
 
 
 def _body(model: str):
@@ -179,7 +172,7 @@ def post_activity(member_id: str):
 def post_checkin(member_id: str):
     from loyalty.engagement.daily_checkins import record_checkin
     body, _ = _body("CheckinBody")
-    member_id, now = check_member_id(member_id), _request_time()
+    member_id, now = check_member_id(member_id), request_time(app.current_event.raw_event, _now())
     told: list[dict] = []
     result = record_checkin(wiring.review_store(), wiring.rules(), member_id, parse_time(body.at), now, told)
     notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)

@@ -177,3 +177,12 @@ def test_the_reply_template_is_a_service_message_on_every_channel():
     template = build_rules().template("checkin_reply")
     assert template.category == "utility" and template.whatsapp is not None and template.sms is not None
     assert template.text is not None and set(template.text) == {"zh-CN", "zh-HK", "en"}
+
+
+def test_the_service_clock_of_a_request_is_when_api_gateway_received_it():
+    from datetime import datetime, timezone
+    from loyalty.web.api import request_time
+    now = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
+    assert request_time({"requestContext": {"timeEpoch": 1751335200000}}, now) == \
+        datetime(2025, 7, 1, 2, 0, tzinfo=timezone.utc)
+    assert request_time({"requestContext": {}}, now) == request_time({}, now) == now

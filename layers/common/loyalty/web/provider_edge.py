@@ -5,7 +5,7 @@ is a 5xx, so the provider retries and nothing is lost."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -14,6 +14,7 @@ from ..channels import aliyun_inbound, signatures, twilio_inbound, wechat_inboun
 from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..errors import Invalid, Misconfigured
 from ..settings import settings
+from .api import request_time   # the service's clock a keyword check-in is measured against
 from .edge import check_size, header, raw_body
 
 if TYPE_CHECKING:  # templates and their models load on the first push, not at import
@@ -42,15 +43,6 @@ def _form(body: bytes) -> dict[str, list[str]]:
 
 def _flat(form: dict[str, list[str]]) -> dict[str, str]:
     return {k: v[-1] for k, v in form.items()}
-
-
-def request_time(event: dict, now: datetime) -> datetime:
-    """When API Gateway received the request (requestContext.timeEpoch), else `now`: the
-    service's clock that a check-in by keyword is measured against (in AWS the same as
-    the handler's clock; the local stack stamps its simulated clock there, as the sandbox
-    stamps its messages)."""
-    epoch = (event.get("requestContext") or {}).get("timeEpoch")
-    return datetime.fromtimestamp(epoch / 1000, timezone.utc) if isinstance(epoch, int) else now
 
 
 def _apply(items, now: datetime, our_ref: str | None = None, *,
