@@ -46,6 +46,8 @@ def run() -> None:
         from bench import ledger
         ledger.credits(counter, row, meter=meter, profiles=profiles)
         ledger.activity_credits(counter, row, meter=meter, profiles=profiles)
+        from bench import checkins
+        checkins.checkins(aws, counter, row, meter=meter)
         ledger.referred_first_orders(aws, counter, row)
         ledger.nightly_expiry(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                               due=int(os.environ.get("BENCH_DUE", "300")), meter=meter, nightly=nightly)

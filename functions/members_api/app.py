@@ -12,7 +12,7 @@ from loyalty.messaging import campaigns, notices
 from loyalty.records import Consent, Profile
 from loyalty.services import adjustments, catalog, disputes, members, queries, redemptions
 from loyalty.settings import settings
-from loyalty.web.api import caller, http_app, json_body, limit_param, raw_body, reply
+from loyalty.web.api import caller, http_app, json_body, limit_param, raw_body, reply, request_time
 from loyalty.web.plain import CHANNELS, canonical_hash, check_member_id
 from loyalty.web.views import redemption_view
 
@@ -166,6 +166,17 @@ def post_activity(member_id: str):
     result = record_activity(wiring.review_store(), wiring.rules(), member_id, activity, now, told)
     notices.points_credited(wiring.queues(), {"event_id": f"activity#{member_id}#{activity.activity_id}",
                                               "member_id": member_id, **result}, now, logger)
+    notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
+    return reply(200, result)
+
+
+@app.post("/members/<member_id>/checkins")
+def post_checkin(member_id: str):
+    from loyalty.engagement.daily_checkins import record_checkin
+    body, _ = _body("CheckinBody")
+    member_id, now = check_member_id(member_id), request_time(app.current_event.raw_event, _now())
+    told: list[dict] = []
+    result = record_checkin(wiring.review_store(), wiring.rules(), member_id, parse_time(body.at), now, told)
     notices.tier_changes(wiring.queues(), told, wiring.rules(), now, logger)
     return reply(200, result)
 

@@ -18,7 +18,7 @@ import json
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote
 
 from .authorizer import Denied, LocalIssuer, authorize
@@ -35,12 +35,16 @@ class LambdaProxyIntegration:
     """A router handler that invokes one function for one Api/HttpApi event."""
 
     def __init__(self, runtime: FunctionRuntime, model: TemplateModel, function_id: str,
-                 event: ApiEvent, issuer: LocalIssuer | None = None):
+                 event: ApiEvent, issuer: LocalIssuer | None = None,
+                 clock: Callable[[], datetime] | None = None):
         self.runtime = runtime
         self.model = model
         self.function_id = function_id
         self.event = event
         self.issuer = issuer
+        # The stack's clock (simulated once a schedule has run): the time API Gateway
+        # received the request, as the event's requestContext tells a handler.
+        self.clock = clock
 
     def __call__(self, request: Request, params: dict[str, str]) -> Response:
         request_id = str(uuid.uuid4())
@@ -51,6 +55,9 @@ class LambdaProxyIntegration:
             return denied.response
         if self.event.kind == "HttpApi":
             proxy_event = http_api_event(request, params, self.event, self.model, request_id)
+            if self.clock is not None:
+                received = self.clock().timestamp()
+                proxy_event["requestContext"].update(time=_clf_time(received), timeEpoch=int(received * 1000))
             if verified is not None:
                 proxy_event["requestContext"]["authorizer"] = verified.request_context()
         else:

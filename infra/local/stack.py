@@ -216,7 +216,8 @@ class LocalStack:
     # -- routes
     def _add_template_routes(self) -> None:
         for function, event in self.model.api_events():
-            integration = LambdaProxyIntegration(self.runtime, self.model, function.logical_id, event, self.issuer)
+            integration = LambdaProxyIntegration(self.runtime, self.model, function.logical_id, event, self.issuer,
+                                                 clock=self.clock.now)
             self.router.add(event.method, event.path, integration, function.logical_id, event.kind)
 
     def _add_control_routes(self) -> None:

@@ -1,5 +1,5 @@
 """Random sequences of earn / refund / cancel / redeem / cancel-redemption / expire /
-adjust / activity / review decision keep the ledger's invariant: balance = sum of
+adjust / activity / check-in / review decision keep the ledger's invariant: balance = sum of
 entries = sum of lots - debt, with held points in no lot. With the default rules, so
 orders also earn milestones, gifts and member-day bonuses, members join with referrers
 (some refused: self-referral, switching, joining late; some rings, held) and opt in, and
@@ -57,6 +57,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.orders: dict[str, tuple[str, int, int]] = {}  # order -> member, amount, refunded
         self.redemptions: list[tuple[str, str]] = []
         self.activities: list[tuple[str, str, str, str | None]] = []
+        self.checked_in: dict[str, set[str]] = {}   # member -> the local days a check-in credited
         self.swept_until = START - timedelta(days=400)  # the latest time a nightly run has swept to
         self.reviewed_until = START - MAX_SKEW           # the latest tier review
 
@@ -177,6 +178,33 @@ class LedgerMachine(RuleBasedStateMachine):
         if result["status"] == "held":
             hypothesis.event("activity held for review")
             assert after.balance == before.balance
+
+    @rule(member=st.sampled_from(MEMBERS), back_hours=st.integers(0, 47), next_day=st.booleans())
+    def check_in(self, member, back_hours, next_day):
+        """A daily check-in (often the day after the last step, so streaks grow; now and
+        then one told late, up to 47 h back): one credit per member-local day at most,
+        streak points inside the daily cap, nothing written when refused (an unknown
+        member, an earlier day that was not checked in)."""
+        from loyalty.engagement.daily_checkins import record_checkin
+        if next_day:
+            self.time_passes(1)
+        before = self.store.load_account(member, with_lots=False)
+        try:
+            result = record_checkin(self.store, self.rules, member, self.now - timedelta(hours=back_hours), self.now)
+        except (NotFound, Conflict):
+            assert self.store.load_account(member, with_lots=False) == before
+            return
+        after = self.store.load_account(member, with_lots=False)
+        assert after.balance - before.balance == result["points"]
+        assert 0 <= result["points"] <= self.rules.checkins.points_for(result["streak"])
+        assert after.engagement.counter.points <= self.rules.activities.risk.daily_cap
+        days = self.checked_in.setdefault(member, set())
+        if result["already_checked_in"]:
+            assert result["points"] == 0 and after == before
+        else:
+            assert result["date"] not in days
+            days.add(result["date"])
+            hypothesis.event(f"check-in streak {'1' if result['streak'] == 1 else '2+'}")
 
     @precondition(lambda self: any(r.status == "open" for r in self.store.reviews.values()))
     @rule(data=st.data(), decision=st.sampled_from(["approve", "reject"]))

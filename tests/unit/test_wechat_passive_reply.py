@@ -43,7 +43,7 @@ def answering(monkeypatch):
     said = {}
     monkeypatch.setattr(provider_edge, "_secret", lambda name: TOKEN)
     monkeypatch.setattr(provider_edge.wiring, "with_fresh_secrets", lambda check: check())
-    monkeypatch.setattr(provider_edge, "_apply", lambda items, now, our_ref=None: [Outcome("reply:x", said["reply"])])
+    monkeypatch.setattr(provider_edge, "_apply", lambda items, now, our_ref=None, **_: [Outcome("reply:x", said["reply"])])
 
     def answer(reply: str, body: bytes | None = None) -> str:
         said["reply"] = reply

@@ -26,6 +26,7 @@ class EntryType(str, Enum):
     EXPIRE = "EXPIRE"      # a lot reached its expiry
     ADJUST = "ADJUST"      # a manual adjustment by an operator
     ACTIVITY = "ACTIVITY"  # an activity (poll, share, survey, content, a task's bonus) or its approved review
+    CHECKIN = "CHECKIN"    # a daily check-in (E4): the points of its streak day
 
 
 @dataclass(frozen=True)

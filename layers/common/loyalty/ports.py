@@ -110,10 +110,11 @@ class ReviewStore(AccountStore, Protocol):
     sightings; both are written by `AccountStore.commit` (Change.review, Change.sightings)
     in the transaction of the points they concern."""
 
-    def load_activity_context(self, member_id: str, idempotency_key: str,
+    def load_activity_context(self, member_id: str, idempotency_key: str | None,
                               sighting_keys: tuple[str, ...] = ()) -> ActivityContext:
-        """The account (no lots) with the member's time zone, the idempotency record and the
-        sightings of `sighting_keys` (empty ones for those never seen), in one read."""
+        """The account (no lots) with the member's time zone, the idempotency record (none
+        read when the key is None) and the sightings of `sighting_keys` (empty ones for
+        those never seen), in one read; `member_found` says whether the member exists."""
 
     def get_review(self, review_id: str) -> Review | None: ...
 

@@ -250,3 +250,4 @@ class ActivityContext:
     time_zone: str | None
     idempotency: IdempotencyRecord | None
     sightings: dict[str, Sighting]
+    member_found: bool = True      # the member's item exists (a profile or an account)

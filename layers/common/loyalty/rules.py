@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from .engagement.config import MemberDayRules, MilestoneRules, PendingRules, ReferralRules
+from .engagement.checkin_rules import CheckinRules
 from .errors import Invalid
 from .messaging.templates import MessageTemplate
 
@@ -345,6 +346,7 @@ class Rules(_Strict):
     referrals: ReferralRules = ReferralRules()
     member_day: MemberDayRules = MemberDayRules()
     pending: PendingRules = PendingRules()
+    checkins: CheckinRules = CheckinRules()   # daily check-in streaks (E4)
 
     @field_validator("program_timezone")
     @classmethod

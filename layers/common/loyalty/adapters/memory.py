@@ -97,13 +97,14 @@ class MemoryAccountStore:
     def find_entry(self, member_id: str, entry_id: str) -> LedgerEntry | None:
         return self.entries.get(member_id, {}).get(entry_id)
 
-    def load_activity_context(self, member_id: str, idempotency_key: str,
+    def load_activity_context(self, member_id: str, idempotency_key: str | None,
                               sighting_keys: tuple[str, ...] = ()) -> ActivityContext:
         profile = getattr(self, "profiles", {}).get(member_id)
         return ActivityContext(account=self.load_account(member_id, with_lots=False),
                                time_zone=profile.time_zone if profile else None,
-                               idempotency=self.idempotency.get(idempotency_key),
-                               sightings={k: self.sightings.get(k, Sighting(key=k)) for k in sighting_keys})
+                               idempotency=self.idempotency.get(idempotency_key) if idempotency_key else None,
+                               sightings={k: self.sightings.get(k, Sighting(key=k)) for k in sighting_keys},
+                               member_found=profile is not None or member_id in self.accounts)
 
     def get_review(self, review_id: str) -> Review | None:
         return self.reviews.get(review_id)

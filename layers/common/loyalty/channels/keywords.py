@@ -1,4 +1,5 @@
-"""The keywords members reply with, on every channel: opt-out, opt-in, balance, help.
+"""The keywords members reply with, on every channel: opt-out, opt-in, balance, help,
+check-in.
 Matching is width- and case-insensitive (NFKC, casefold) and the whole message must be
 the keyword, punctuation around it aside. Pure: no I/O."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ KEYWORDS = {  # intent -> the words, as normalise_keyword leaves them
     "opt_in": ("同意", "yes", "agree", "start", "unstop"),
     "balance": ("我的积分", "我的積分", "积分", "積分", "points", "bal", "balance"),
     "help": ("help", "info", "帮助", "幫助", "客服"),
+    "checkin": ("签到", "簽到", "打卡", "checkin", "check in", "check-in"),
 }
 _KEYWORD_INTENTS = {word: intent for intent, words in KEYWORDS.items() for word in words}
 
@@ -28,7 +30,7 @@ def _is_punctuation(char: str) -> bool:
 
 
 def classify_keyword(text: str) -> str | None:
-    """The intent of a keyword reply: "opt_out", "opt_in", "balance", "help", or None.
+    """The intent of a keyword reply: "opt_out", "opt_in", "balance", "help", "checkin", or None.
 
     The whole message must be the keyword: "please stop sending" is not an opt-out, but
     punctuation around it is tolerated ("STOP.", "退订。", "“TD”")."""

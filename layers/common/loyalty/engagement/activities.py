@@ -175,8 +175,13 @@ def _plan(rules: "Rules", member_id: str, activity: Activity, context, now: date
                         amount=fit, recorded_at=t, reason=reason, source=source, lots=((lot_id, fit),), meta=meta)
     from . import tiers   # E7: what a member earns counts towards the tier, in the credit's write
     qualified, _ = tiers.qualify(change.engagement, fit, activity.occurred_at, rules, now)
+    # E5: what the member earns during a challenge they are enrolled in counts in it, in this write
+    from .daily_checkins import challenge_credits, local_date
+    participants = challenge_credits(account.engagement.checkin, member_id,
+                                     local_date(activity.occurred_at, context.time_zone or rules.program_timezone), fit)
     change = replace(change, balance_delta=fit, debt_delta=debt_left - account.debt, last_tx=t,
-                     lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified)
+                     lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified,
+                     participants=participants)
     return change, _answer(activity, "capped" if capped else "credited", fit, account.balance + fit, capped)
 
 

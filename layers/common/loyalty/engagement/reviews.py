@@ -106,8 +106,14 @@ def _credit(rules: "Rules", change: Change, account, review: Review, now: dateti
     if review.kind != "referral":   # a referral reward does not count towards the tier, credited or approved
         from . import tiers   # E7: approved points count towards the tier as earned when the earning happened
         qualified, _ = tiers.qualify(change.engagement, review.points, review.earned_at, rules, now)
+    participants = ()
+    if review.entry_type == EntryType.ACTIVITY.value:   # E5: an approved activity counts in the member's challenges
+        from .daily_checkins import challenge_credits, local_date   # (the day in the programme's zone: no profile read)
+        participants = challenge_credits(account.engagement.checkin, review.member_id,
+                                         local_date(review.earned_at, rules.program_timezone), review.points)
     return replace(change, balance_delta=review.points, debt_delta=debt_left - account.debt, last_tx=t,
-                   lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified)
+                   lots=(LotWrite(lot=lot, new=True),), entries=(entry,), engagement=qualified,
+                   participants=participants)
 
 
 def reviews_page(store: ReviewStore, status: str, cursor: str | None, limit: int) -> dict:

@@ -208,9 +208,10 @@ def apply_event(event: ChannelEvent, ledger, now: datetime, rules: "Rules | None
 
 
 def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules", now: datetime, *,
-                  passive: bool = True) -> Outcome:
-    """Keywords: opt-out (confirmed once), opt-in, balance, help. `passive`: a WeChat
-    answer may go in the webhook's response (not when a stored push is applied later)."""
+                  passive: bool = True, clock: datetime | None = None) -> Outcome:
+    """Keywords: opt-out (confirmed once), opt-in, balance, help, check-in. `passive`: a WeChat
+    answer may go in the webhook's response (not when a stored push is applied later);
+    `clock`: the service's clock a check-in is measured against (default `now`)."""
     member = _member_for(ledger, message)
     if member is None:
         return Outcome("ignored:unknown_member")
@@ -237,7 +238,66 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
                       queues, rules, now, passive, answer=True)
     if keyword == "help":
         return _reply("help_reply", {}, member, message, snapshot, msgs, queues, rules, now, passive, answer=True)
+    if keyword == "checkin":
+        return _check_in(member, message, snapshot, ledger, msgs, queues, rules, now, at, passive, clock or now)
     return Outcome("ignored:no_keyword")
+
+
+CHECKIN_FRAGMENTS = {   # the check-in reply's summary (loyalty.engagement.daily_checkins), per locale
+    "progress": {"zh-CN": "Day {day}/{days} ✅ ", "zh-HK": "Day {day}/{days} ✅ ", "en": "Day {day}/{days} ✅ "},
+    "in_challenge": {"zh-CN": "+{points} 积分 · 连续 {streak} 天", "zh-HK": "+{points} 積分 · 連續 {streak} 天",
+                     "en": "+{points} points · {streak}-day streak"},
+    "credited": {"zh-CN": "连续签到第 {streak} 天 +{points} 积分", "zh-HK": "連續簽到第 {streak} 天 +{points} 積分",
+                 "en": "Day {streak} of your streak +{points} points"},
+    "already": {"zh-CN": "今天已签到 · 连续 {streak} 天", "zh-HK": "今天已簽到 · 連續 {streak} 天",
+                "en": "Already checked in today · {streak}-day streak"},
+    "capped": {"zh-CN": "（今日积分已达上限）", "zh-HK": "（今日積分已達上限）", "en": " (today's points limit reached)"},
+}
+
+
+def checkin_summary(answer: dict, progress: tuple[int, int] | None, locale: str) -> str:
+    """"Day 23/90 ✅ +15 积分 · 连续 5 天" in a challenge, "连续签到第 5 天 +15 积分" outside one,
+    "今天已签到 · 连续 5 天" when the day was checked in already."""
+    locale = locale if locale in ("zh-CN", "zh-HK", "en") else "zh-CN"
+    values = {"points": f"{answer['points']:,}", "streak": answer["streak"]}
+    text = CHECKIN_FRAGMENTS["progress"][locale].format(day=progress[0], days=progress[1]) if progress else ""
+    if answer["already_checked_in"]:
+        kind = "already"
+    else:
+        kind = "in_challenge" if progress else "credited"
+    text += CHECKIN_FRAGMENTS[kind][locale].format(**values)
+    if answer.get("capped"):
+        text += CHECKIN_FRAGMENTS["capped"][locale]
+    return text
+
+
+def _check_in(member: str, message: InboundMessage, snapshot, ledger, msgs, queues, rules: "Rules", now: datetime,
+              at: datetime, passive: bool, clock: datetime) -> Outcome:
+    """签到 / 打卡 / CHECKIN: the check-in of POST /members/{id}/checkins at the message's
+    time, measured against the service's `clock` (the request's time, see
+    web.provider_edge.request_time), answered with the streak and balance (a service
+    message: no offer in it)."""
+    from ..engagement.daily_checkins import CheckinOutcome, check_in
+    from ..errors import Conflict, Invalid
+    from . import notices
+    told: list[dict] = []
+    try:
+        outcome = check_in(ledger, rules, member, at, clock, told)
+    except Invalid:   # a push applied more than 48 h after it was sent: too late to count, or to answer
+        return Outcome("ignored:checkin_too_late")
+    except Conflict:  # a delayed message for a day before the latest check-in: the streak stands
+        account = ledger.load_account(member, with_lots=False)
+        state = account.engagement.checkin
+        outcome = CheckinOutcome({"date": state.last, "streak": state.streak, "points": 0,
+                                  "balance": account.balance, "already_checked_in": True}, state.challenges)
+    notices.tier_changes(queues, told, rules, now, log)
+    profile = snapshot.profile
+    locale = profile.locale if profile and profile.locale else "zh-CN"
+    answer = outcome.answer
+    variables = {"summary": checkin_summary(answer, outcome.progress(), locale), "balance": answer["balance"],
+                 "points": answer["points"], "streak": answer["streak"], "date": answer["date"]}
+    return _reply("checkin_reply", variables, member, message, snapshot, msgs, queues, rules, now, passive,
+                  answer=True)
 
 
 def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:

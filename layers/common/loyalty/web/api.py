@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -94,3 +95,12 @@ def caller(app: APIGatewayHttpResolver) -> Caller:
         raise Unauthorized("no authenticated caller")
     return Caller(subject=str(subject), client_id=claims.get("client_id"),
                   scopes=tuple(str(claims.get("scope") or "").split()))
+
+
+def request_time(event: dict, now: datetime) -> datetime:
+    """When API Gateway received the request (requestContext.timeEpoch), else `now`: the
+    service's clock a check-in is measured against. In AWS it is the handler's clock to
+    the millisecond; the local stack stamps its simulated clock there (as its provider
+    sandbox stamps the messages it sends), so check-ins work on simulated days."""
+    epoch = (event.get("requestContext") or {}).get("timeEpoch")
+    return datetime.fromtimestamp(epoch / 1000, timezone.utc) if isinstance(epoch, int) else now

@@ -191,6 +191,14 @@ class ActivityBody(BaseModel):
     _occurred = field_validator("occurred_at")(lambda cls, v: _time(v))
 
 
+class CheckinBody(BaseModel):
+    """A daily check-in (E4): when the member checked in."""
+    model_config = ConfigDict(extra="forbid")
+    at: StrictStr
+
+    _at = field_validator("at")(lambda cls, v: _time(v))
+
+
 class ReviewDecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]

@@ -14,6 +14,7 @@ from ..channels import aliyun_inbound, signatures, twilio_inbound, wechat_inboun
 from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..errors import Invalid, Misconfigured
 from ..settings import settings
+from .api import request_time   # the service's clock a keyword check-in is measured against
 from .edge import check_size, header, raw_body
 
 if TYPE_CHECKING:  # templates and their models load on the first push, not at import
@@ -44,7 +45,8 @@ def _flat(form: dict[str, list[str]]) -> dict[str, str]:
     return {k: v[-1] for k, v in form.items()}
 
 
-def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversations.Outcome"]:
+def _apply(items, now: datetime, our_ref: str | None = None, *,
+           clock: datetime | None = None) -> list["conversations.Outcome"]:
     from ..messaging import conversations
     ledger, msgs, queues, rules = wiring.ledger_store(), wiring.messaging_store(), wiring.queues(), wiring.rules()
     outcomes = []
@@ -62,7 +64,7 @@ def _apply(items, now: datetime, our_ref: str | None = None) -> list["conversati
         elif isinstance(item, InboundMessage):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):   # marked processed, or why it failed
-                outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now))
+                outcomes.append(conversations.apply_message(item, ledger, msgs, queues, rules, now, clock=clock))
         elif isinstance(item, ChannelEvent):
             msgs.store_inbound(item.provider, item.dedup_key, item.__dict__, now)
             with conversations.stored_push(item, msgs, now):
@@ -86,7 +88,7 @@ def whatsapp_push(event: dict, now: datetime) -> list["conversations.Outcome"]:
         document = json.loads(body)
     except ValueError as exc:
         raise Invalid("the body is not JSON") from exc
-    return _apply(whatsapp_inbound.parse_whatsapp(document), now)
+    return _apply(whatsapp_inbound.parse_whatsapp(document), now, clock=request_time(event, now))
 
 
 # --- Twilio -----------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def twilio_push(event: dict, now: datetime, kind: str) -> list["conversations.Ou
     if kind == "status":
         our_ref = (event.get("queryStringParameters") or {}).get("m")
         return _apply([twilio_inbound.parse_twilio_status(_flat(form))], now, our_ref)
-    return _apply([twilio_inbound.parse_twilio_inbound(_flat(form))], now)
+    return _apply([twilio_inbound.parse_twilio_inbound(_flat(form))], now, clock=request_time(event, now))
 
 
 # --- WeChat -----------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def wechat_push(event: dict, now: datetime) -> str:
     body = raw_body(event)
     check_size(body)
     item = wechat_inbound.parse_wechat(body)
-    outcomes = _apply([item] if item is not None else [], now)
+    outcomes = _apply([item] if item is not None else [], now, clock=request_time(event, now))
     reply = next((o.reply for o in outcomes if o.reply), None)
     if reply is None or not isinstance(item, InboundMessage):
         return "success"
@@ -142,4 +144,4 @@ def aliyun_push(event: dict, now: datetime, kind: str) -> list["conversations.Ou
         raise Invalid("the body is not JSON") from exc
     parse = aliyun_inbound.parse_aliyun_report if kind == "report" else aliyun_inbound.parse_aliyun_up
     items = parse(document)
-    return _apply(items, now)
+    return _apply(items, now, clock=request_time(event, now))

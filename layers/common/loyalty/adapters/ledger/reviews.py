@@ -129,19 +129,21 @@ class DynamoReviewStore:
         self._Idempotency = table.bind(IdempotencyItem)
 
     @translated
-    def load_activity_context(self, member_id: str, idempotency_key: str,
+    def load_activity_context(self, member_id: str, idempotency_key: str | None,
                               sighting_keys: tuple[str, ...] = ()) -> ActivityContext:
-        """The member's item (account and time zone), the idempotency record and the
-        sightings, in one BatchGetItem."""
-        member_key, idem_key = (member_pk(member_id), PROFILE), (idempotency_pk(idempotency_key), IDEM)
-        keys = [(self._Member, *member_key), (self._Idempotency, *idem_key)]
+        """The member's item (account and time zone), the idempotency record (unless the
+        key is None) and the sightings, in one BatchGetItem."""
+        member_key = (member_pk(member_id), PROFILE)
+        idem_key = (idempotency_pk(idempotency_key), IDEM) if idempotency_key else None   # None: not read
+        keys = [(self._Member, *member_key)] + ([(self._Idempotency, *idem_key)] if idem_key else [])
         keys += [(self.Sighting, key, SEEN) for key in sighting_keys]
         found = self.table.batch_get(keys)
-        member, idem = found.get(member_key), found.get(idem_key)
+        member, idem = found.get(member_key), found.get(idem_key) if idem_key else None
         return ActivityContext(account=account_of(member_id, member),
                                time_zone=(member.profile or {}).get("time_zone") if member is not None else None,
                                idempotency=idempotency_of(idem) if idem else None,
-                               sightings={key: sighting_of(key, found.get((key, SEEN))) for key in sighting_keys})
+                               sightings={key: sighting_of(key, found.get((key, SEEN))) for key in sighting_keys},
+                               member_found=member is not None)
 
     @translated
     def get_review(self, review_id: str) -> Review | None:
