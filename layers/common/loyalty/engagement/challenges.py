@@ -66,10 +66,10 @@ class ChallengeSpec(_Strict):
     def _draws(self) -> "ChallengeSpec":
         ids = [d.draw_id for d in self.draws]
         if len(ids) != len(set(ids)):
-            raise ValueError("draw ids are unique within a challenge")
+            raise ValueError("@draws draw ids are unique within a challenge")
         outside = [d.draw_id for d in self.draws if self.day_number(d.on) is None]
         if outside:
-            raise ValueError(f"draws {', '.join(outside)} are not on a day of the challenge")
+            raise ValueError(f"@draws {', '.join(outside)} are not on a day of the challenge")
         return self
 
 
