@@ -271,3 +271,26 @@ def test_the_participant_view(store):
     member(store, "m2")
     with pytest.raises(NotFound):
         participant_view(store, "c1", "m2")
+
+
+# --- leaving -----------------------------------------------------------------------------------
+
+def test_a_member_who_leaves_is_off_the_boards_gets_no_credit_and_may_not_enrol_again(store):
+    from loyalty.engagement.enrolment import leave
+    put_challenge(store, "c1", spec(), NOW, ZONE)
+    enrolled(store, "a")
+    enrolled(store, "b")
+    credit(store, "a", 40, month="2026-12")
+    credit(store, "b", 10, month="2026-12")
+    later = NOW + timedelta(days=2)
+    assert leave(store, "c1", "a", "api", later) == {"challenge_id": "c1", "member_id": "a", "opted_out": True}
+    assert leave(store, "c1", "a", "api", later)["opted_out"]                       # again: the same
+    assert [e["member_id"] for e in leaderboard(store, "c1", "all", 10)["entries"]] == ["b"]
+    assert [e["member_id"] for e in leaderboard(store, "c1", "2026-12", 10)["entries"]] == ["b"]
+    assert store.get_participant("c1", "a").opted_out and participant_view(store, "c1", "a")["rank"] is None
+    assert store.load_account("a", with_lots=False).engagement.checkin.challenges == ()
+    assert [c.status for c in store.consent_history("a", "challenge:c1")] == ["opted_out", "opted_in"]
+    with pytest.raises(Conflict):
+        enrol(store, "c1", "a", later, "api", None, later, ZONE)
+    with pytest.raises(NotFound):
+        leave(store, "c1", "ghost", "api", later)

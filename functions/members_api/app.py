@@ -263,6 +263,13 @@ def post_enrolment(challenge_id: str):
                                       wiring.rules().program_timezone))
 
 
+@app.delete("/challenges/<challenge_id>/enrolments/<member_id>")
+def delete_enrolment(challenge_id: str, member_id: str):
+    from loyalty.engagement import enrolment
+    return reply(200, enrolment.leave(wiring.challenge_store(), _challenge_id(challenge_id),
+                                      check_member_id(member_id), "api", _now()))
+
+
 @app.get("/challenges/<challenge_id>/leaderboard")
 def get_leaderboard(challenge_id: str):
     from loyalty.engagement import standings

@@ -130,3 +130,9 @@ def test_invitation_agreement_by_reply_and_by_api_then_the_leaderboard(api, chal
     assert {k: standing.json()[k] for k in ("points", "rank", "streak", "days_checked_in")} == {
         "points": 10, "rank": 3, "streak": 0, "days_checked_in": 0}
     assert api.get(f"/challenges/{challenge}/participants/m-nobody-here").status_code == 404
+
+    left = api.http.delete(f"{api.base}/challenges/{challenge}/enrolments/{cy}", timeout=30)
+    assert left.status_code == 200 and left.json()["opted_out"] is True
+    assert [e["member_id"] for e in api.get(f"/challenges/{challenge}/leaderboard").json()["entries"]] == [
+        e["member_id"] for e in entries[:2]]
+    assert api.post(f"/challenges/{challenge}/enrolments", {"member_id": cy, "agreed_at": now}).status_code == 409

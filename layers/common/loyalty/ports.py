@@ -166,6 +166,12 @@ class ChallengeStore(ChallengeReader, Protocol):
         challenge, under the account's version check), the participant (must not exist yet:
         AlreadyApplied) and the consent record with its proof."""
 
+    def leave(self, change: Change, participant: Participant, consent: Consent, months: list[str]) -> None:
+        """One transaction: the account part of `change` (the challenge off the member's
+        enrolments, under the version check), the participant marked opted out and off the
+        overall board (on condition that it is still in), its month scores of `months`
+        deleted, and the opt-out consent record. ConcurrentUpdate when either moved."""
+
     def board_page(self, challenge_id: str, period: str, shard: int, after: BoardEntry | None,
                    limit: int) -> list[BoardEntry]:
         """The next `limit` scores of one shard's board (period "all" or YYYY-MM), highest

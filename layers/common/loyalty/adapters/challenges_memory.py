@@ -98,6 +98,19 @@ class MemoryChallengeStore:
             self.challenge_participants[key] = participant
             self.add_consent(consent)
 
+    def leave(self, change: Change, participant: Participant, consent: Consent, months: list[str]) -> None:
+        with self._account_lock:
+            key = (participant.challenge_id, participant.member_id)
+            self._check(change)
+            current = self.challenge_participants.get(key)
+            if current is None or current.opted_out:
+                raise ConcurrentUpdate("participant moved")
+            self._apply(change)
+            self.challenge_participants[key] = replace(current, opted_out=True)
+            for month in months:
+                self.challenge_scores.pop((participant.challenge_id, month, participant.member_id), None)
+            self.add_consent(consent)
+
     def participants(self, challenge_id: str, shard: int) -> Iterator[list[Participant]]:
         found = sorted((p for (c, _), p in self.challenge_participants.items() if c == challenge_id and p.shard == shard),
                        key=lambda p: p.member_id)

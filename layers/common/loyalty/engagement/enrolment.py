@@ -45,6 +45,8 @@ def enrol(store, challenge_id: str, member_id: str, agreed_at: datetime, source:
 
     def attempt() -> Participant:
         existing = store.get_participant(challenge_id, member_id, shard)
+        if existing is not None and existing.opted_out:
+            raise Conflict(f"{member_id} left the challenge {challenge_id}")
         if existing is not None:
             return existing
         if status_of(record.spec, today) == "ended":
@@ -98,3 +100,43 @@ def without_credits(change: Change, challenge_ids: list[str]) -> Change:
     what a service commits again when the member is no longer in those challenges."""
     gone = set(challenge_ids)
     return replace(change, participants=tuple(c for c in change.participants if c.challenge_id not in gone))
+
+
+def months_of(record: ChallengeRecord) -> list[str]:
+    """The months (YYYY-MM) the challenge's days fall in."""
+    months, day = [], record.spec.starts_on.replace(day=1)
+    while day <= record.spec.ends_on:
+        months.append(day.strftime("%Y-%m"))
+        day = (day + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def leave(store, challenge_id: str, member_id: str, source: str, now: datetime) -> dict:
+    """The member leaves the challenge: no message of it any more (Participant.opted_out),
+    off the leaderboards (overall and monthly), no more credits (the challenge is off the
+    member's enrolments), and an opt-out consent record for "challenge:<id>". The
+    participant item stays, opted out, for the challenge's counts. Leaving again answers
+    the same; NotFound when the member is not a participant. A member who left may not
+    enrol again (Conflict from `enrol`)."""
+    record = get_challenge(store, challenge_id)
+    shard = shard_of(member_id, record.shards)
+
+    def attempt() -> Participant:
+        participant = store.get_participant(challenge_id, member_id, shard)
+        if participant is None:
+            raise NotFound(f"{member_id} is not a participant of {challenge_id}")
+        if participant.opted_out:
+            return participant
+        account = store.load_account(member_id, with_lots=False)
+        engagement = account.engagement
+        checkin = engagement.checkin
+        engagement = replace(engagement, checkin=replace(checkin, challenges=tuple(
+            c for c in checkin.challenges if c[0] != challenge_id)))
+        consent = Consent(member_id=member_id, channel=consent_channel(challenge_id), status="opted_out",
+                          source=source, at=now)
+        store.leave(Change(member_id=member_id, expected_version=account.version, engagement=engagement),
+                    participant, consent, months_of(record))
+        return replace(participant, opted_out=True)
+
+    participant = with_retries(attempt)
+    return {"challenge_id": challenge_id, "member_id": member_id, "opted_out": participant.opted_out}

@@ -303,6 +303,25 @@ class DynamoChallengeStore:
             cancelled.reraise(ConcurrentUpdate(",".join(map(str, failed))) if failed else cancelled.otherwise())
 
     @translated
+    def leave(self, change: Change, participant: Participant, consent: Consent, months: list[str]) -> None:
+        tx = self.transaction(change)
+        model, pk = self.Participant, shard_pk(participant.challenge_id, participant.shard)
+        tx.update("participant-left", model(pk, participant_sk(participant.member_id)),
+                  [model.opted_out.set(True), model.lb_pk.remove()],
+                  model.pk.exists() & model.opted_out.does_not_exist())
+        for month in months:
+            tx.delete("score", self.Score(pk, score_sk(month, participant.member_id)))
+        consent_model = self.table.bind(ConsentItem)
+        tx.put("consent", consent_model(member_pk(consent.member_id), consent_sk(consent), channel=consent.channel,
+                                        status=consent.status, source=consent.source, at=consent.at,
+                                        proof=consent.proof))
+        try:
+            tx.commit()
+        except Cancelled as cancelled:
+            failed = cancelled.failed()
+            cancelled.reraise(ConcurrentUpdate(",".join(map(str, failed))) if failed else cancelled.otherwise())
+
+    @translated
     def participants(self, challenge_id: str, shard: int) -> Iterator[list[Participant]]:
         results = self.Participant.query(shard_pk(challenge_id, shard), self.Participant.sk.startswith("MEMBER#"),
                                          consistent_read=True)
