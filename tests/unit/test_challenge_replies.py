@@ -70,3 +70,21 @@ def test_start_is_not_an_agreement(msgs, ledger):
     invite(ledger, Queues(), "c1", ["ana"], "op", NOW, ZONE)
     assert apply_message(inbound("START"), ledger, msgs, Queues(), RULES, NOW).handled.startswith("consent:")
     assert ledger.get_participant("c1", "ana") is None
+
+
+@pytest.mark.parametrize("name", ["challenge_invitation", "challenge_enrolled"])
+@pytest.mark.parametrize("channel", ["whatsapp", "wechat", "sms"])
+@pytest.mark.parametrize("locale", ["zh-CN", "zh-HK", "en"])
+def test_the_challenge_templates_render_on_every_channel_and_locale(name, channel, locale):
+    from loyalty.messaging.templates import render
+    template = RULES.template(name)
+    variables = {"challenge": "Winter 90", "starts_on": "2026-12-02", "days": 90, "link": "https://x/m"}
+    assert render(template, channel, locale, variables, message_id="m-1")
+
+
+def test_the_invitation_carries_the_data_use_notice_and_is_marketing():
+    template = RULES.template("challenge_invitation")
+    assert template.category == "marketing"
+    assert "我们会记录您的打卡数据用于积分统计和个性化内容推荐。您可以随时要求查看或删除您的数据。回复'同意'即可开始~" in \
+        template.text["zh-CN"]
+    assert RULES.template("challenge_enrolled").category == "transactional"
