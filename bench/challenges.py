@@ -74,3 +74,24 @@ def leaderboard_pages(aws, counter, row, sizes: tuple[int, ...] = (100, 2000), l
             f"{counter.calls['GetItem']} GetItem (challenge) + {counter.calls['BatchGetItem']} BatchGetItem "
             f"({names} names)", "1 + 1", counter.calls["GetItem"] == 1 and counter.calls["BatchGetItem"] == 1
             and counter.calls["Scan"] == 0)
+        # one participant's standing: its rank is counted from the scores above it
+        last = min(scores, key=lambda m: (scores[m], m))
+        counter.reset()
+        view = members_api(participant_event(challenge_id, last), Context())
+        assert view["statusCode"] == 200, view
+        rank = json.loads(view["body"])["rank"]
+        row(f"participant view, P={participants}, rank {rank}: items read", str(counter.items_read),
+            f"≤ rank + 1 = {rank + 1} (grows with the rank)", counter.items_read <= rank + 1
+            and rank == 1 + sum(1 for v in scores.values() if v > scores[last]))
+
+
+def participant_event(challenge_id: str, member_id: str) -> dict:
+    path = f"/challenges/{challenge_id}/participants/{member_id}"
+    route = "GET /challenges/{challenge_id}/participants/{member_id}"
+    return {"version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": "", "headers": {},
+            "pathParameters": {"challenge_id": challenge_id, "member_id": member_id},
+            "requestContext": {"requestId": "bench", "stage": "$default", "routeKey": route,
+                               "http": {"method": "GET", "path": path},
+                               "authorizer": {"jwt": {"claims": {"sub": "bench-app", "scope": "loyalty/members.read"},
+                                                      "scopes": ["loyalty/members.read"]}}},
+            "isBase64Encoded": False}

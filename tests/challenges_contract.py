@@ -294,3 +294,16 @@ def test_a_member_who_leaves_is_off_the_boards_gets_no_credit_and_may_not_enrol_
         enrol(store, "c1", "a", later, "api", None, later, ZONE)
     with pytest.raises(NotFound):
         leave(store, "c1", "ghost", "api", later)
+
+
+def test_two_credits_of_one_participant_in_one_change_land_as_one(store):
+    put_challenge(store, "c1", spec(), NOW, ZONE)
+    enrolled(store, "m1")
+    account = store.load_account("m1", with_lots=False)
+    shard = shard_of("m1", 8)
+    store.commit(Change(member_id="m1", expected_version=account.version, participants=(
+        ParticipantCredit("c1", "m1", shard, 10, "2026-12", day=1, local_date="2026-12-02", streak=1),
+        ParticipantCredit("c1", "m1", shard, 5, "2026-12", orders=1))))
+    p = store.get_participant("c1", "m1")
+    assert (p.points, p.days_checked_in, p.streak, p.orders) == (15, 1, 1, 1)
+    assert store.month_points("c1", "m1", shard, "2026-12") == 15

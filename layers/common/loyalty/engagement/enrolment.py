@@ -89,8 +89,11 @@ def enrol_by_reply(store, member_id: str, channel: str, message_id: str, text: s
             continue
         if store.get_participant(record.challenge_id, member_id, shard_of(member_id, record.shards)) is not None:
             continue
-        enrol(store, record.challenge_id, member_id, at, f"keyword:{channel}", f"{message_id} {text.strip()[:64]}",
-              now, zone)
+        try:
+            enrol(store, record.challenge_id, member_id, at, f"keyword:{channel}",
+                  f"{message_id} {text.strip()[:64]}", now, zone)
+        except (Invalid, Conflict, NotFound):   # a reply applied days late, a member who left: not enrolled
+            continue
         enrolled.append(record)
     return enrolled
 

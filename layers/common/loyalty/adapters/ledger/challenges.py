@@ -167,33 +167,44 @@ def add_participant_writes(tx: Transaction, table: LedgerTable, credits: tuple[P
     label ("participant", challenge_id) tells a cancellation apart) and, when it carries
     points, one of the month's score item, in the commit's transaction."""
     participant, score = table.bind(ParticipantItem), table.bind(ScoreItem)
-    for credit in credits:
+    by_participant: dict[tuple[str, str], list[ParticipantCredit]] = {}
+    for credit in credits:   # one item is written once in a transaction: a participant's credits merged
+        by_participant.setdefault((credit.challenge_id, credit.member_id), []).append(credit)
+    for same in by_participant.values():
+        credit = same[-1]
+        points = sum(c.points for c in same)
+        days = {c.day for c in same if c.day is not None}
+        checkins = [c for c in same if c.day is not None]
         actions = []
-        if credit.points:
-            actions += [participant.points.add(credit.points),
-                        participant.lb_sk.set((participant.lb_sk | tie_break(credit.member_id))
-                                              + credit.points * TIE_SCALE)]
-        if credit.day is not None:
-            actions.append(participant.days.add({credit.day}))
-            if credit.streak is not None:
-                actions.append(participant.streak.set(credit.streak))
-            if credit.local_date is not None:
-                actions.append(participant.last_checkin.set(credit.local_date))
-        if credit.orders:
-            actions.append(participant.orders.add(credit.orders))
-        if credit.redemptions:
-            actions.append(participant.redemptions.add(credit.redemptions))
+        if points:
+            actions += [participant.points.add(points),
+                        participant.lb_sk.set((participant.lb_sk | tie_break(credit.member_id)) + points * TIE_SCALE)]
+        if days:
+            actions.append(participant.days.add(days))
+            if checkins[-1].streak is not None:
+                actions.append(participant.streak.set(checkins[-1].streak))
+            if checkins[-1].local_date is not None:
+                actions.append(participant.last_checkin.set(checkins[-1].local_date))
+        orders, redemptions = sum(c.orders for c in same), sum(c.redemptions for c in same)
+        if orders:
+            actions.append(participant.orders.add(orders))
+        if redemptions:
+            actions.append(participant.redemptions.add(redemptions))
         if not actions:
             continue
         pk = shard_pk(credit.challenge_id, credit.shard)
         tx.update(("participant", credit.challenge_id), participant(pk, participant_sk(credit.member_id)), actions,
                   participant.pk.exists())
-        if credit.points:
-            tx.update(("score", credit.challenge_id), score(pk, score_sk(credit.month, credit.member_id)),
-                      [score.member_id.set(credit.member_id), score.month.set(credit.month),
-                       score.points.add(credit.points),
-                       score.lb_pk.set(board_pk(credit.challenge_id, credit.month, credit.shard)),
-                       score.lb_sk.set((score.lb_sk | tie_break(credit.member_id)) + credit.points * TIE_SCALE)])
+        months: dict[str, int] = {}
+        for c in same:
+            months[c.month] = months.get(c.month, 0) + c.points
+        for month, month_points in months.items():
+            if month_points:
+                tx.update(("score", credit.challenge_id), score(pk, score_sk(month, credit.member_id)),
+                          [score.member_id.set(credit.member_id), score.month.set(month),
+                           score.points.add(month_points),
+                           score.lb_pk.set(board_pk(credit.challenge_id, month, credit.shard)),
+                           score.lb_sk.set((score.lb_sk | tie_break(credit.member_id)) + month_points * TIE_SCALE)])
 
 
 def gone_participants(cancelled: Cancelled) -> list[str]:
