@@ -3,12 +3,14 @@ adapter (DynamoDB, loyalty.adapters.ledger) and one fake (loyalty.adapters.memor
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .engagement.challenges import BoardEntry, ChallengeRecord, Invitation, Participant
 from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
                       PendingCredit, Profile, Redemption, Review)
+
+if TYPE_CHECKING:   # pydantic-backed shapes: loaded on first use, not at a handler's import
+    from .engagement.challenges import BoardEntry, ChallengeRecord, Invitation, Participant
 
 # The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
 # profile field that holds it.
