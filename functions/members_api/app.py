@@ -228,6 +228,76 @@ def get_catalog():
     return reply(200, catalog.member_catalog(wiring.account_store(), wiring.rules(), check_member_id(member_id), _now()))
 
 
+# --- the check-in challenge (E5) --------------------------------------------------------------
+
+def _challenge_id(challenge_id: str) -> str:
+    import re
+
+    from loyalty.engagement.challenges import ID_PATTERN
+    if not re.match(ID_PATTERN, challenge_id or ""):
+        raise Invalid([{"field": "challenge_id", "problem": "1-64 characters of A-Z a-z 0-9 _ . -"}])
+    return challenge_id
+
+
+@app.put("/challenges/<challenge_id>")
+def put_challenge(challenge_id: str):
+    from loyalty.engagement import challenge_setup
+    from loyalty.engagement.challenges import ChallengeSpec
+    from loyalty.web import models
+    challenge_id = _challenge_id(challenge_id)
+    spec = models.validate(ChallengeSpec, json_body(app, settings().max_body_bytes))
+    view, created = challenge_setup.put_challenge(wiring.challenge_store(), challenge_id, spec, _now(),
+                                                  wiring.rules().program_timezone)
+    return reply(201 if created else 200, view)
+
+
+@app.get("/challenges/<challenge_id>")
+def get_challenge(challenge_id: str):
+    from loyalty.engagement import challenge_setup
+    record = challenge_setup.get_challenge(wiring.challenge_store(), _challenge_id(challenge_id))
+    return reply(200, challenge_setup.challenge_view(record, _now(), wiring.rules().program_timezone))
+
+
+@app.post("/challenges/<challenge_id>/invitations")
+def post_invitations(challenge_id: str):
+    from loyalty.engagement import challenge_setup
+    body, _ = _body("InvitationsBody")
+    return reply(200, challenge_setup.invite(wiring.challenge_store(), wiring.queues(), _challenge_id(challenge_id),
+                                             body.member_ids, caller(app).subject, _now(),
+                                             wiring.rules().program_timezone))
+
+
+@app.post("/challenges/<challenge_id>/enrolments")
+def post_enrolment(challenge_id: str):
+    from loyalty.engagement import enrolment
+    body, _ = _body("EnrolmentBody")
+    return reply(200, enrolment.enrol(wiring.challenge_store(), _challenge_id(challenge_id), body.member_id,
+                                      parse_time(body.agreed_at), body.source, body.proof, _now(),
+                                      wiring.rules().program_timezone))
+
+
+@app.delete("/challenges/<challenge_id>/enrolments/<member_id>")
+def delete_enrolment(challenge_id: str, member_id: str):
+    from loyalty.engagement import enrolment
+    return reply(200, enrolment.leave(wiring.challenge_store(), _challenge_id(challenge_id),
+                                      check_member_id(member_id), "api", _now()))
+
+
+@app.get("/challenges/<challenge_id>/leaderboard")
+def get_leaderboard(challenge_id: str):
+    from loyalty.engagement import standings
+    query = app.current_event.get_query_string_value
+    period, limit = standings.check_period(query("period")), standings.check_limit(query("limit"))
+    return reply(200, standings.leaderboard(wiring.challenge_store(), _challenge_id(challenge_id), period, limit))
+
+
+@app.get("/challenges/<challenge_id>/participants/<member_id>")
+def get_participant(challenge_id: str, member_id: str):
+    from loyalty.engagement import standings
+    return reply(200, standings.participant_view(wiring.challenge_store(), _challenge_id(challenge_id),
+                                                 check_member_id(member_id)))
+
+
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 def handler(event, context):
     return app.resolve(event, context)

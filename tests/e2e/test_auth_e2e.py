@@ -36,9 +36,16 @@ def world(stack, operator_token):
     held = api.post(f"/members/{member}/activities", {"activity_id": "w-ugc", "type": "ugc",
                                                        "occurred_at": datetime.now(timezone.utc).isoformat()})
     assert held.json()["status"] == "held", held.text
+    challenge = f"c-auth-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/challenges/{challenge}", _challenge_body()).status_code == 201
     return {"member_id": member, "channel": "whatsapp", "redemption_id": redemption["redemption_id"],
             "dispute_id": dispute["dispute_id"], "entry_id": entry["entry_id"],
-            "review_id": review_id_for("activity", member, "w-ugc")}
+            "review_id": review_id_for("activity", member, "w-ugc"), "challenge_id": challenge}
+
+
+def _challenge_body() -> dict:
+    # a challenge that starts years from now: whatever the service's clock, anything may change
+    return {"name": "Auth 90", "starts_on": "2099-01-01", "days": 90}
 
 
 def _url(path: str, world: dict) -> str:
@@ -64,6 +71,10 @@ def _body(method: str, path: str, world: dict):
         "/reviews/{review_id}": {"decision": "approve", "note": "x"},
         "/campaigns": {"campaign_id": f"c-{uuid.uuid4().hex[:8]}", "template": "member_day_offer",
                        "member_ids": [world["member_id"]]},
+        "/challenges/{challenge_id}": {**_challenge_body(), "name": "Mallory 90"},
+        "/challenges/{challenge_id}/invitations": {"member_ids": [world["member_id"]]},
+        "/challenges/{challenge_id}/enrolments": {"member_id": world["member_id"],
+                                                  "agreed_at": datetime.now(timezone.utc).isoformat()},
     }
     return bodies.get(path, {}) if method in ("PUT", "POST") else None
 

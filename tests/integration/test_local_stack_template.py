@@ -147,7 +147,7 @@ def test_start_emulator_creates_the_real_templates_resources(monkeypatch):
         assert os.environ["TABLE_NAME"] == "template-test-LoyaltyTable"
         table = aws.client("dynamodb").describe_table(TableName="template-test-LoyaltyTable")["Table"]
         indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-        assert set(indexes) == {"ExpiryIndex", "MemberMessages", "PendingPushes", "TierReviews"}
+        assert set(indexes) == {"ExpiryIndex", "MemberMessages", "PendingPushes", "TierReviews", "Leaderboard"}
         assert indexes["ExpiryIndex"]["Projection"]["ProjectionType"] == "INCLUDE"
         assert indexes["TierReviews"]["Projection"]["ProjectionType"] == "INCLUDE"
         secret = json.loads(aws.client("secretsmanager").get_secret_value(

@@ -179,6 +179,7 @@ MODELS = {
     "ConsentInput": models.ConsentBody, "RedemptionInput": models.RedemptionBody,
     "CancelInput": models.CancelBody, "AdjustmentInput": models.AdjustmentBody,
     "ActivityInput": models.ActivityBody, "ReviewDecisionInput": models.ReviewDecisionBody,
+    "InvitationsInput": models.InvitationsBody, "EnrolmentInput": models.EnrolmentBody,
 }
 CONSTRAINTS = ("type", "pattern", "minLength", "maxLength", "minimum", "maximum", "maxItems", "enum")
 

@@ -65,3 +65,14 @@ class ConfigUnreadable(Transient):
     denied, no such secret, not a JSON object): logged as a configuration error and not
     retried on the spot, but never taken for "not configured" either. Callers answer 503
     and retry, as for any Transient, so fixing the deployment is all it takes."""
+
+
+class ParticipantGone(Conflict):
+    """A change credits a challenge participant that is not there any more (the member
+    left the challenge, or their data was erased): `challenge_ids` names them. The stores'
+    commit drops those credits (Change.without_credits) and commits the rest once more;
+    never a duplicate, never retried as it is."""
+
+    def __init__(self, challenge_ids: list[str]):
+        self.challenge_ids = list(challenge_ids)
+        super().__init__(f"not a participant of {', '.join(self.challenge_ids)} any more")

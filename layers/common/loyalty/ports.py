@@ -3,12 +3,14 @@ adapter (DynamoDB, loyalty.adapters.ledger) and one fake (loyalty.adapters.memor
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from .domain import Account, LedgerEntry
-from .engagement.challenges import ChallengeRecord, Participant
 from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
                       PendingCredit, Profile, Redemption, Review)
+
+if TYPE_CHECKING:   # pydantic-backed shapes: loaded on first use, not at a handler's import
+    from .engagement.challenges import BoardEntry, ChallengeRecord, Invitation, Participant
 
 # The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
 # profile field that holds it.
@@ -138,3 +140,50 @@ class ChallengeReader(Protocol):
         """Pages of the participants in `shard` (a Query of one partition, never a Scan)."""
 
     def get_participant(self, challenge_id: str, member_id: str) -> Participant | None: ...
+
+
+class ChallengeStore(ChallengeReader, Protocol):
+    """The challenges, their invitations and participants, and the leaderboard index (E5);
+    a participant's credits land with the accounts transaction (Change.participants)."""
+
+    def put_challenge(self, record: ChallengeRecord, expected_version: int, previous_ends_on: str | None) -> None:
+        """Create (expected_version 0: must not exist) or replace the challenge as read
+        (its version); the programme's listing of challenges moves with it. ConcurrentUpdate
+        when it moved."""
+
+    def active_challenges(self, on: date) -> list[ChallengeRecord]:
+        """The challenges whose days include `on` (one Query of the listing, no Scan)."""
+
+    def invitation_status(self, challenge_id: str, member_ids: list[str], shards: int) -> dict[str, str]:
+        """Per member: "unknown" (no profile), "enrolled", "invited" or "new", read in
+        BatchGets (profile, invitation and participant of each member)."""
+
+    def add_invitations(self, invitations: list[Invitation]) -> None:
+        """Record invitations (BatchWriteItem; writing one again changes nothing that matters)."""
+
+    def open_invitations(self, member_id: str, on: date) -> list[Invitation]:
+        """The member's invitations to challenges not ended on `on` (one Query)."""
+
+    def enrol(self, change: Change, participant: Participant, consent: Consent) -> None:
+        """One transaction: the member's account part of `change` (the engagement listing the
+        challenge, under the account's version check), the participant (must not exist yet:
+        AlreadyApplied) and the consent record with its proof."""
+
+    def leave(self, change: Change, participant: Participant, consent: Consent, months: list[str]) -> None:
+        """One transaction: the account part of `change` (the challenge off the member's
+        enrolments, under the version check), the participant marked opted out and off the
+        overall board (on condition that it is still in), its month scores of `months`
+        deleted, and the opt-out consent record. ConcurrentUpdate when either moved."""
+
+    def board_page(self, challenge_id: str, period: str, shard: int, after: BoardEntry | None,
+                   limit: int) -> list[BoardEntry]:
+        """The next `limit` scores of one shard's board (period "all" or YYYY-MM), highest
+        first, after `after` (one Query of the leaderboard index)."""
+
+    def count_above(self, challenge_id: str, period: str, shard: int, points: int) -> int:
+        """How many scores of one shard's board are above `points` (a Select=COUNT Query)."""
+
+    def month_points(self, challenge_id: str, member_id: str, shard: int, month: str) -> int: ...
+
+    def profile_names(self, member_ids: list[str]) -> dict[str, str | None]:
+        """The members' profile names (one BatchGet): what a leaderboard shows, masked."""

@@ -2,7 +2,7 @@
 and the `Change` a service hands to the store to commit atomically."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -132,6 +132,12 @@ class Change:
     # What the change earns the member in the check-in challenges they are enrolled in
     # (loyalty.engagement.challenges): each participant item updated in the same transaction.
     participants: tuple["ParticipantCredit", ...] = ()
+
+    def without_credits(self, challenge_ids) -> "Change":
+        """This change without its credits of the challenges named (the member left them:
+        loyalty.errors.ParticipantGone); what the stores commit instead."""
+        gone = set(challenge_ids)
+        return replace(self, participants=tuple(c for c in self.participants if c.challenge_id not in gone))
 
     def __post_init__(self):
         if self.engagement is not None and (self.expected_version is None or not self.touches_account):

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from .settings import settings
 
 if TYPE_CHECKING:
-    from .ports import AccountStore, ConsentStore, DisputeStore, LedgerStore, ProfileStore, ReviewStore
+    from .ports import (AccountStore, ChallengeStore, ConsentStore, DisputeStore, LedgerStore, ProfileStore,
+                        ReviewStore)
     from .rules import Rules
 
 T = TypeVar("T")
@@ -40,6 +41,12 @@ def dispute_store() -> DisputeStore:
 
 
 def review_store() -> ReviewStore:
+    return ledger_store()
+
+
+def challenge_store() -> ChallengeStore:
+    """The check-in challenges (E5): on the ledger's table and connection (enrolment and
+    the participants' credits are written in the accounts' transactions)."""
     return ledger_store()
 
 

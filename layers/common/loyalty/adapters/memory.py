@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Iterator
 
 from ..domain import Account, LedgerEntry, Lot, utc_key
-from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken
+from ..errors import AlreadyApplied, ConcurrentUpdate, Conflict, ContactTaken, ParticipantGone
 from ..ports import CONTACTS
 from ..records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext, OrderState,
                        PendingCredit, Profile, Redemption, Review, Sighting)
@@ -32,6 +32,9 @@ class MemoryAccountStore:
         self.reviews: dict[str, Review] = {}
         self.sightings: dict[str, Sighting] = {}
         self.pendings: dict[tuple[str, str], PendingCredit] = {}
+        # the check-in challenges' participants and month scores (E5), credited by commit
+        self.challenge_participants: dict = {}   # (challenge_id, member_id) -> Participant
+        self.challenge_scores: dict = {}         # (challenge_id, YYYY-MM, member_id) -> points
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -126,7 +129,11 @@ class MemoryAccountStore:
     # --- the one write ---
     def commit(self, change: Change) -> None:
         with self._account_lock:
-            self._check(change)
+            try:
+                self._check(change)
+            except ParticipantGone as gone:   # as DynamoDB's adapter: committed without those credits
+                change = change.without_credits(gone.challenge_ids)
+                self._check(change)
             self._apply(change)
 
     def _check(self, change: Change) -> None:
@@ -181,6 +188,9 @@ class MemoryAccountStore:
         if change.stock is not None and change.stock.delta > 0 and change.stock.limit is not None:
             if self.stock.get(change.stock.item_id, 0) + change.stock.delta > change.stock.limit:
                 raise Conflict(f"{change.stock.item_id} is out of stock")
+        if change.participants:
+            from .challenges_memory import check_credits
+            check_credits(self, change)
 
     def _apply(self, change: Change) -> None:
         member = change.member_id
@@ -202,6 +212,9 @@ class MemoryAccountStore:
                 change.pending, version=change.pending.version + 1)
         for part in ((change,) if change.touches_account else ()) + change.also:
             self._apply_account(part)
+        if change.participants:
+            from .challenges_memory import apply_credits
+            apply_credits(self, change)
 
     def _apply_account(self, change: Change) -> None:
         member = change.member_id
@@ -297,11 +310,17 @@ class MemoryDisputeStore:
         return sorted(found, key=lambda d: (d.created_at, d.dispute_id))[:limit]
 
 
-class MemoryLedgerStore(MemoryAccountStore, MemoryProfileStore, MemoryConsentStore, MemoryDisputeStore):
-    """Implements `loyalty.ports.LedgerStore` in memory: the four fakes in one."""
+from .challenges_memory import MemoryChallengeStore  # noqa: E402 - beside the ledger's fakes
+
+
+class MemoryLedgerStore(MemoryAccountStore, MemoryProfileStore, MemoryConsentStore, MemoryDisputeStore,
+                        MemoryChallengeStore):
+    """Implements `loyalty.ports.LedgerStore` in memory: the four fakes in one (and the
+    challenges' store)."""
 
     def __init__(self, shards: int = 4):
         MemoryAccountStore.__init__(self, shards)
         MemoryProfileStore.__init__(self)
         MemoryConsentStore.__init__(self)
         MemoryDisputeStore.__init__(self)
+        MemoryChallengeStore.__init__(self)

@@ -36,10 +36,24 @@ def classify_keyword(text: str) -> str | None:
     punctuation around it is tolerated ("STOP.", "退订。", "“TD”")."""
     if not isinstance(text, str):
         return None
+    return _KEYWORD_INTENTS.get(_bare(text))
+
+
+def _bare(text: str) -> str:
+    """The normalised message without the punctuation around it."""
     word = normalise_keyword(text)
     start, end = 0, len(word)
     while start < end and (_is_punctuation(word[start]) or word[start].isspace()):
         start += 1
     while end > start and (_is_punctuation(word[end - 1]) or word[end - 1].isspace()):
         end -= 1
-    return _KEYWORD_INTENTS.get(word[start:end])
+    return word[start:end]
+
+
+# The opt-in words that also say "I agree" to an invitation (a check-in challenge's, E5).
+AGREEMENT = ("同意", "agree", "yes")
+
+
+def is_agreement(text: str) -> bool:
+    """同意 / AGREE / YES (as classify_keyword matches them): the answer to an invitation."""
+    return isinstance(text, str) and _bare(text) in AGREEMENT

@@ -66,10 +66,10 @@ class ChallengeSpec(_Strict):
     def _draws(self) -> "ChallengeSpec":
         ids = [d.draw_id for d in self.draws]
         if len(ids) != len(set(ids)):
-            raise ValueError("draw ids are unique within a challenge")
+            raise ValueError("@draws draw ids are unique within a challenge")
         outside = [d.draw_id for d in self.draws if self.day_number(d.on) is None]
         if outside:
-            raise ValueError(f"draws {', '.join(outside)} are not on a day of the challenge")
+            raise ValueError(f"@draws {', '.join(outside)} are not on a day of the challenge")
         return self
 
 
@@ -140,3 +140,45 @@ class ChallengeRecord:
 def shard_of(member_id: str, shards: int = DEFAULT_SHARDS) -> int:
     """The participant partition a member is in (stable across runs and machines)."""
     return int.from_bytes(hashlib.sha256(member_id.encode("utf-8")).digest()[:4], "big") % shards
+
+
+# --- enrolment and standings (the challenge store's shapes) ---------------------------------
+
+@dataclass(frozen=True)
+class Invitation:
+    """An operator's invitation of one member to one challenge (kept on the member, so a
+    reply 同意 finds the member's open invitations in one Query)."""
+
+    challenge_id: str
+    member_id: str
+    invited_at: str                  # ISO time
+    ends_on: str                     # the challenge's last day when invited (an ended one is not open)
+    operator_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    """One participant's score on a leaderboard (overall or one month), as the index holds it."""
+
+    member_id: str
+    points: int
+
+
+# The leaderboard index sorts by one number: points * TIE_SCALE + the member's tie-break,
+# so that a credit moves it with an ADD (no read of the score first) and a tie has one
+# stable order (by the tie-break, a hash of the member id) in every shard and every store.
+TIE_SCALE = 10**12
+
+
+def tie_break(member_id: str) -> int:
+    """The member's place within a tie (0 <= t < TIE_SCALE; the larger first)."""
+    return int.from_bytes(hashlib.sha256(b"tie#" + member_id.encode("utf-8")).digest()[:8], "big") % TIE_SCALE
+
+
+def score_key(points: int, member_id: str) -> int:
+    """The number the leaderboard index sorts a score by (descending)."""
+    return points * TIE_SCALE + tie_break(member_id)
+
+
+def points_of_key(key: int) -> int:
+    return key // TIE_SCALE

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator
 
-from ..channels.keywords import classify_keyword
+from ..channels.keywords import classify_keyword, is_agreement
 from ..channels.pushes import ChannelEvent, InboundMessage, StatusUpdate
 from ..domain import stable_id
 from ..records import Consent
@@ -220,6 +220,11 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
     snapshot = msgs.member_snapshot(member)
     current = snapshot.consents.get(channel)
     at = _when(message.at, now)
+    if keyword == "opt_in" and is_agreement(message.text) and hasattr(ledger, "open_invitations"):
+        joined = _enrol_by_reply(message, ledger, member, channel, rules, at, now)
+        if joined is not None:   # the answer to an invitation (E5): enrolled, confirmed on this channel
+            return _reply("challenge_enrolled", _enrolled_variables(joined, snapshot), member, message, snapshot,
+                          msgs, queues, rules, now, passive)
     if keyword in ("opt_out", "opt_in"):
         status = "opted_out" if keyword == "opt_out" else "opted_in"
         # a decision older than the one in force (a push applied late) changes nothing
@@ -298,6 +303,23 @@ def _check_in(member: str, message: InboundMessage, snapshot, ledger, msgs, queu
                  "points": answer["points"], "streak": answer["streak"], "date": answer["date"]}
     return _reply("checkin_reply", variables, member, message, snapshot, msgs, queues, rules, now, passive,
                   answer=True)
+
+
+def _enrol_by_reply(message: InboundMessage, ledger, member: str, channel: str, rules: "Rules", at: datetime,
+                    now: datetime):
+    """同意 / AGREE with an open invitation: the first challenge enrolled in now, or None
+    (no open invitation, or enrolled already: the reply is the channel's opt-in)."""
+    from ..engagement.enrolment import enrol_by_reply
+    joined = enrol_by_reply(ledger, member, channel, message.provider_message_id, message.text, at, now,
+                            rules.program_timezone)
+    return joined[0] if joined else None
+
+
+def _enrolled_variables(record, snapshot) -> dict:
+    profile = snapshot.profile
+    locale = profile.locale if profile and profile.locale in ("zh-CN", "zh-HK", "en") else "zh-CN"
+    return {"challenge": record.spec.name, "starts_on": format_date(record.spec.starts_on, locale),
+            "days": record.spec.days}
 
 
 def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:

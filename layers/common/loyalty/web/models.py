@@ -1,7 +1,7 @@
 """Request bodies, parsed once at the edge into typed values (strict: "100" is not 100)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
@@ -203,3 +203,20 @@ class ReviewDecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]
     note: StrictStr = Field("", max_length=1000)
+
+
+class InvitationsBody(BaseModel):
+    """Members to invite to a check-in challenge (E5)."""
+    model_config = ConfigDict(extra="forbid")
+    member_ids: list[Annotated[StrictStr, Field(pattern=MEMBER_ID)]] = Field(min_length=1, max_length=500)
+
+
+class EnrolmentBody(BaseModel):
+    """A member's agreement to join a check-in challenge (E5), with its proof."""
+    model_config = ConfigDict(extra="forbid")
+    member_id: StrictStr = Field(pattern=MEMBER_ID)
+    agreed_at: StrictStr
+    source: StrictStr = Field("api", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    proof: StrictStr | None = Field(None, min_length=1, max_length=512)
+
+    _agreed = field_validator("agreed_at")(lambda cls, v: _time(v))

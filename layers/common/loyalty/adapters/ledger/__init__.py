@@ -17,6 +17,8 @@ Item layout (PK / SK):
   REVIEW#disputes / <created utc>#<id>    the operators' review queue (open disputes) disputes.py
   REVIEW#<id> / REVIEW, REVIEWS#<status> / <created utc>#<id>   held earnings' reviews   reviews.py
   DEVICE#<hash> / SEEN, IP#<hash> / SEEN  members seen on one device / IP (risk, TTL)  reviews.py
+  CHALLENGE#<id> / CHALLENGE, CHALLENGES / <ends_on>#<id>, MEMBER#<id> / INVITE#<challenge>,
+  CHALLENGE#<id>#P#<shard> / MEMBER#<mid> | SCORE#<month>#<mid>   check-in challenges  challenges.py
 Expiry index: EXP_PK = EXP#<utc day>#<shard>, EXP_SK = <expires utc>#<member>#<lot>; and,
 for pending credits while pending, EXP_PK = REL#<utc day>#<shard>, EXP_SK = <release utc>#<member>#<order>.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from .accounts import DynamoAccountStore
 from .base import LedgerTable
+from .challenges import DynamoChallengeStore
 from .consents import DynamoConsentStore
 from .disputes import DynamoDisputeStore
 from .members import DynamoProfileStore
@@ -37,7 +40,7 @@ from .reviews import DynamoReviewStore
 
 
 class DynamoLedgerStore(DynamoAccountStore, DynamoProfileStore, DynamoConsentStore, DynamoDisputeStore,
-                        DynamoReviewStore):
+                        DynamoReviewStore, DynamoChallengeStore):
     """Implements `loyalty.ports.LedgerStore`: the four stores over one table, for callers
     that take the whole ledger side (the messaging side, the operator tools). The table
     name is the settings' unless given; `client` (tests, the benchmark) replaces the
@@ -50,7 +53,8 @@ class DynamoLedgerStore(DynamoAccountStore, DynamoProfileStore, DynamoConsentSto
         DynamoConsentStore.__init__(self, table)
         DynamoDisputeStore.__init__(self, table)
         DynamoReviewStore.__init__(self, table)
+        DynamoChallengeStore.__init__(self, table)
 
 
-__all__ = ["DynamoAccountStore", "DynamoConsentStore", "DynamoDisputeStore", "DynamoLedgerStore",
+__all__ = ["DynamoAccountStore", "DynamoChallengeStore", "DynamoConsentStore", "DynamoDisputeStore", "DynamoLedgerStore",
            "DynamoProfileStore", "DynamoReviewStore", "LedgerTable"]

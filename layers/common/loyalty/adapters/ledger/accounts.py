@@ -9,7 +9,7 @@ from typing import Iterator
 from pynamodb.exceptions import DoesNotExist
 
 from ...domain import Account, LedgerEntry, utc_key
-from ...errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid
+from ...errors import AlreadyApplied, ConcurrentUpdate, Conflict, Invalid, ParticipantGone
 from ...records import Change, DueLot, IdempotencyRecord, OrderContext, PendingCredit, Redemption
 from .base import Cancelled, LedgerTable, Transaction, member_pk, raw_key, raw_pages, sort_key, translated
 from .entries import TX, EntryItem, entry_item, entry_of
@@ -162,6 +162,12 @@ class DynamoAccountStore:
     # --- the one write -------------------------------------------------------------
     @translated
     def commit(self, change: Change) -> None:
+        try:
+            self._commit(change)
+        except ParticipantGone as gone:   # the member left a challenge the change would credit:
+            self._commit(change.without_credits(gone.challenge_ids))   # the rest stands without it
+
+    def _commit(self, change: Change) -> None:
         tx = self.transaction(change)
         if len(tx) > MAX_ITEMS:
             raise Conflict("this operation touches more than 100 records; split it")
@@ -204,6 +210,9 @@ class DynamoAccountStore:
                 from .reviews import add_review_writes
                 add_review_writes(tx, self.table, other, f"review:{other.member_id}")
             self._account_part(tx, other, f"account:{other.member_id}")
+        if change.participants:     # the challenges' participant items and month scores (E5)
+            from .challenges import add_participant_writes
+            add_participant_writes(tx, self.table, change.participants)
         return tx
 
     def _account_part(self, tx: Transaction, change: Change, label) -> None:
@@ -240,6 +249,10 @@ def _commit_error(cancelled: Cancelled, change: Change) -> Exception:
     a redemption's status) moved since it was read (ConcurrentUpdate: read again);
     otherwise a conflict with another transaction or throttling is Transient."""
     failed = cancelled.failed()
+    from .challenges import gone_participants
+    gone = gone_participants(cancelled)
+    if gone:
+        return ParticipantGone(gone)
     if "idempotency" in failed:
         return AlreadyApplied(change.idempotency.key)
     if "redemption" in failed and change.redemption_expected_status is None:

@@ -40,17 +40,21 @@ M = TypeVar("M", bound=Model)
 
 EXPIRY_INDEX = "ExpiryIndex"
 TIER_REVIEW_INDEX = "TierReviews"
+LEADERBOARD_INDEX = "Leaderboard"
 
 # The table's keys as template.yaml declares them (the ledger's part: MemberMessages is
 # the messaging side's). PynamoDB needs them to type keys and key conditions.
 SCHEMA = {
     "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
     "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"}
-                             for name in ("PK", "SK", "EXP_PK", "EXP_SK", "TIER_PK", "TIER_SK")],
+                             for name in ("PK", "SK", "EXP_PK", "EXP_SK", "TIER_PK", "TIER_SK", "LB_PK")]
+                            + [{"AttributeName": "LB_SK", "AttributeType": "N"}],
     "GlobalSecondaryIndexes": [{"IndexName": EXPIRY_INDEX, "KeySchema": [
         {"AttributeName": "EXP_PK", "KeyType": "HASH"}, {"AttributeName": "EXP_SK", "KeyType": "RANGE"}]},
         {"IndexName": TIER_REVIEW_INDEX, "KeySchema": [
-            {"AttributeName": "TIER_PK", "KeyType": "HASH"}, {"AttributeName": "TIER_SK", "KeyType": "RANGE"}]}],
+            {"AttributeName": "TIER_PK", "KeyType": "HASH"}, {"AttributeName": "TIER_SK", "KeyType": "RANGE"}]},
+        {"IndexName": LEADERBOARD_INDEX, "KeySchema": [
+            {"AttributeName": "LB_PK", "KeyType": "HASH"}, {"AttributeName": "LB_SK", "KeyType": "RANGE"}]}],
 }
 
 

@@ -1,0 +1,97 @@
+"""Challenge figures (E5): items read by one leaderboard page of L entries among P
+participants, through the members API's handler, whatever P."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from bench.ledger import Context, handler, ledger_store
+from bench.logs import say
+from loyalty.domain import parse_time
+
+
+def load_participants(store, challenge_id: str, scores: dict[str, int], shards: int) -> None:
+    """Each participant as enrolment and credits leave it (its overall score in the
+    leaderboard index), and the member's profile with a name, 25 items to a BatchWriteItem."""
+    from loyalty.adapters.ledger.base import member_pk
+    from loyalty.adapters.ledger.challenges import participant_item
+    from loyalty.adapters.ledger.members import PROFILE
+    from loyalty.engagement.challenges import Participant, shard_of
+    with store.Participant.batch_write() as batch:
+        for member, points in scores.items():
+            batch.save(participant_item(store.Participant, Participant(
+                challenge_id=challenge_id, member_id=member, enrolled_at="2027-01-01T09:00:00+08:00", source="api",
+                points=points, shard=shard_of(member, shards))))
+    with store.Member.batch_write() as batch:
+        for member in scores:
+            batch.save(store.Member(member_pk(member), PROFILE, member_id=member, version=1,
+                                    profile={"name": f"Member {member}"}))
+
+
+def leaderboard_event(challenge_id: str, limit: int) -> dict:
+    path = f"/challenges/{challenge_id}/leaderboard"
+    route = "GET /challenges/{challenge_id}/leaderboard"
+    return {"version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": f"period=all&limit={limit}",
+            "queryStringParameters": {"period": "all", "limit": str(limit)}, "headers": {},
+            "pathParameters": {"challenge_id": challenge_id},
+            "requestContext": {"requestId": "bench", "stage": "$default", "routeKey": route,
+                               "http": {"method": "GET", "path": path},
+                               "authorizer": {"jwt": {"claims": {"sub": "bench-app", "scope": "loyalty/members.read"},
+                                                      "scopes": ["loyalty/members.read"]}}},
+            "isBase64Encoded": False}
+
+
+def leaderboard_pages(aws, counter, row, sizes: tuple[int, ...] = (100, 2000), limit: int = 10) -> None:
+    from loyalty.engagement.challenge_setup import put_challenge
+    from loyalty.engagement.challenges import ChallengeSpec
+    members_api = handler("members_api")
+    for participants in sizes:
+        aws.reset()
+        from loyalty import wiring
+        wiring.reset()
+        store = ledger_store(aws)
+        challenge_id = f"bench-{participants}"
+        put_challenge(store, challenge_id, ChallengeSpec(name="Bench 90", starts_on=date(2027, 1, 1)),
+                      parse_time("2026-12-20T10:00:00+08:00"), "Asia/Shanghai")
+        shards = store.get_challenge(challenge_id).shards
+        # scores with ties: 0..499, every value held by several participants once P > 500
+        scores = {f"lb-{i:05d}": (i * 7919) % 500 for i in range(participants)}
+        say(f"loading {participants} participants of one challenge ...")
+        load_participants(store, challenge_id, scores, shards)
+        counter.reset()
+        answer = members_api(leaderboard_event(challenge_id, limit), Context())
+        assert answer["statusCode"] == 200, answer
+        entries = json.loads(answer["body"])["entries"]
+        expected = sorted(scores.values(), reverse=True)[:limit]
+        names = counter.calls["BatchGetItem"] and len(entries)
+        index_items = counter.items_read - 1 - names     # the challenge's item and the names apart
+        row(f"leaderboard page, L={limit}, P={participants}: the top L", str([e["points"] for e in entries][:3]) + "…",
+            "the L highest, ties sharing a rank", [e["points"] for e in entries] == expected
+            and all(e["rank"] == 1 + sum(1 for x in expected if x > e["points"]) for e in entries))
+        row(f"leaderboard page, L={limit}, P={participants}: index items read", str(index_items),
+            f"≤ L + shards = {limit + shards}", index_items <= limit + shards)
+        row(f"leaderboard page, L={limit}, P={participants}: other reads",
+            f"{counter.calls['GetItem']} GetItem (challenge) + {counter.calls['BatchGetItem']} BatchGetItem "
+            f"({names} names)", "1 + 1", counter.calls["GetItem"] == 1 and counter.calls["BatchGetItem"] == 1
+            and counter.calls["Scan"] == 0)
+        # one participant's standing: its rank is counted from the scores above it
+        last = min(scores, key=lambda m: (scores[m], m))
+        counter.reset()
+        view = members_api(participant_event(challenge_id, last), Context())
+        assert view["statusCode"] == 200, view
+        rank = json.loads(view["body"])["rank"]
+        row(f"participant view, P={participants}, rank {rank}: items read", str(counter.items_read),
+            f"≤ rank + 1 = {rank + 1} (grows with the rank)", counter.items_read <= rank + 1
+            and rank == 1 + sum(1 for v in scores.values() if v > scores[last]))
+
+
+def participant_event(challenge_id: str, member_id: str) -> dict:
+    path = f"/challenges/{challenge_id}/participants/{member_id}"
+    route = "GET /challenges/{challenge_id}/participants/{member_id}"
+    return {"version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": "", "headers": {},
+            "pathParameters": {"challenge_id": challenge_id, "member_id": member_id},
+            "requestContext": {"requestId": "bench", "stage": "$default", "routeKey": route,
+                               "http": {"method": "GET", "path": path},
+                               "authorizer": {"jwt": {"claims": {"sub": "bench-app", "scope": "loyalty/members.read"},
+                                                      "scopes": ["loyalty/members.read"]}}},
+            "isBase64Encoded": False}

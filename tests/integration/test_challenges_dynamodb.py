@@ -1,0 +1,10 @@
+"""The check-in challenge store over DynamoDB in the emulator: the same tests as the fake's."""
+import pytest
+
+from loyalty.adapters.ledger import DynamoLedgerStore
+from tests.challenges_contract import *  # noqa: F401,F403 - the shared behaviour
+
+
+@pytest.fixture
+def store(fresh_aws):
+    return DynamoLedgerStore(fresh_aws.environ["TABLE_NAME"], shards=4, client=fresh_aws.client("dynamodb"))
