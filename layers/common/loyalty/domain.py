@@ -26,6 +26,7 @@ class EntryType(str, Enum):
     EXPIRE = "EXPIRE"      # a lot reached its expiry
     ADJUST = "ADJUST"      # a manual adjustment by an operator
     ACTIVITY = "ACTIVITY"  # an activity (poll, share, survey, content, a task's bonus) or its approved review
+    CHALLENGE = "CHALLENGE"  # a check-in challenge's final reward (base, top 50%, top 10%)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Iterator, Protocol
 
 from .domain import Account, LedgerEntry
 from .engagement.challenges import ChallengeRecord, Participant
+from .engagement.outcomes import DrawEntry, DrawResult, FinalRanking
 from .records import (ActivityContext, Change, Consent, Dispute, DueLot, IdempotencyRecord, OrderContext,
                       PendingCredit, Profile, Redemption, Review)
 
@@ -137,3 +138,39 @@ class ChallengeReader(Protocol):
         """Pages of the participants in `shard` (a Query of one partition, never a Scan)."""
 
     def get_participant(self, challenge_id: str, member_id: str) -> Participant | None: ...
+
+
+class ResultsStore(Protocol):
+    """What the results of a challenge and of lucky draws keep (loyalty.engagement.outcomes):
+    draw results and their entrant lists, the final ranking and its progress, lucky-draw
+    seeds and entries. Every first write is conditional, so a re-run or a concurrent run
+    finds what the first one recorded."""
+
+    def put_list(self, owner: str, list_hash: str, lines: list[str]) -> None:
+        """Store a list of lines under its hash (in parts of at most a few hundred KB);
+        writing the same list again changes nothing."""
+
+    def get_list(self, owner: str, list_hash: str) -> list[str] | None:
+        """The list stored under `list_hash` (None: not stored)."""
+
+    def record_draw(self, result: "DrawResult") -> "DrawResult":
+        """Record a draw's result unless one is recorded: answers the one that is."""
+
+    def get_draw(self, owner: str, draw_id: str) -> "DrawResult | None": ...
+
+    def record_final(self, final: "FinalRanking") -> "FinalRanking":
+        """Record a challenge's final ranking unless one is recorded: answers the one that is."""
+
+    def get_final(self, challenge_id: str) -> "FinalRanking | None": ...
+
+    def save_progress(self, challenge_id: str, credited: int, done_at: str | None) -> None:
+        """Move the rewards' progress forward (never back); `done_at` once all are paid."""
+
+    def lucky_seed(self, draw_id: str, seed: str) -> str:
+        """The lucky draw's seed: `seed` if none was stored yet (stored now), else the stored one."""
+
+    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, str]:
+        """The stored seeds of these lucky draws, in one read (missing ones left out)."""
+
+    def draw_entries(self, draw_id: str) -> Iterator[list["DrawEntry"]]:
+        """Pages of a lucky draw's entries (one partition's Query, never a Scan)."""

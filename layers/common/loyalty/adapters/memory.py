@@ -32,6 +32,7 @@ class MemoryAccountStore:
         self.reviews: dict[str, Review] = {}
         self.sightings: dict[str, Sighting] = {}
         self.pendings: dict[tuple[str, str], PendingCredit] = {}
+        self.draw_entries: dict[str, dict[str, object]] = {}   # lucky draw -> entrant id -> DrawEntry
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -165,6 +166,8 @@ class MemoryAccountStore:
             if part.expected_version is None and account.last_tx is not None and part.last_tx is not None \
                     and account.last_tx >= part.last_tx:
                 raise ConcurrentUpdate("clock behind the member's last entry")
+            if part.expected_version is None and part.requires_no_debt and account.debt:
+                raise ConcurrentUpdate("a blind credit to a member with a debt")
             lots = self.lots.get(member, {})
             for write in part.lots:
                 current_lot = lots.get(write.lot.lot_id)
@@ -173,6 +176,9 @@ class MemoryAccountStore:
                 if write.expected_remaining is not None and (
                         current_lot is None or current_lot.remaining != write.expected_remaining):
                     raise ConcurrentUpdate("lot moved")
+        if change.draw_entry is not None and \
+                change.draw_entry.entrant_id in self.draw_entries.get(change.draw_entry.draw_id, {}):
+            raise AlreadyApplied(change.draw_entry.entrant_id)
         if change.stock is not None and change.stock.delta > 0 and change.stock.limit is not None:
             if self.stock.get(change.stock.item_id, 0) + change.stock.delta > change.stock.limit:
                 raise Conflict(f"{change.stock.item_id} is out of stock")
@@ -191,6 +197,8 @@ class MemoryAccountStore:
             self.reviews[change.review.review_id] = change.review
         for sighting in change.sightings:
             self.sightings[sighting.key] = replace(sighting, version=sighting.version + 1)
+        if change.draw_entry is not None:
+            self.draw_entries.setdefault(change.draw_entry.draw_id, {})[change.draw_entry.entrant_id] = change.draw_entry
         if change.pending is not None:
             self.pendings[(change.pending.member_id, change.pending.order_id)] = replace(
                 change.pending, version=change.pending.version + 1)
