@@ -169,8 +169,12 @@ class ResultsStore(Protocol):
     def lucky_seed(self, draw_id: str, seed: str) -> str:
         """The lucky draw's seed: `seed` if none was stored yet (stored now), else the stored one."""
 
-    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, str]:
-        """The stored seeds of these lucky draws, in one read (missing ones left out)."""
+    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(seed, closed_at) of these lucky draws, in one read (those without a seed left out)."""
+
+    def close_lucky_draw(self, draw_id: str, at: str) -> None:
+        """Close the draw to entries (the first close stays): a redemption committed after
+        this is refused (Conflict), so the entries read after it are all there will be."""
 
     def draw_entries(self, draw_id: str) -> Iterator[list["DrawEntry"]]:
         """Pages of a lucky draw's entries (one partition's Query, never a Scan)."""

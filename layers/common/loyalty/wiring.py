@@ -44,6 +44,22 @@ def review_store() -> ReviewStore:
 
 
 @cache
+def results_store():
+    """What the results of challenges and lucky draws keep (draws, final rankings, seeds)."""
+    from .adapters.ledger.base import LedgerTable
+    from .adapters.ledger.results import DynamoResultsStore
+    return DynamoResultsStore(LedgerTable(settings().table_name))
+
+
+def challenge_reader():
+    """The challenges and their participants (loyalty.ports.ChallengeReader): the challenge
+    store of issue 9's challenge part, wired here when it is merged; until then the
+    challenge routes of the results answer 503."""
+    from .errors import Misconfigured
+    raise Misconfigured("the challenge store is not wired into this build")
+
+
+@cache
 def messaging_store():
     from .adapters.messaging.store import DynamoMessagingStore
     return DynamoMessagingStore(settings().table_name)
@@ -181,6 +197,7 @@ def reset() -> None:
     settings.cache_clear()
     ledger_store.cache_clear()
     messaging_store.cache_clear()
+    results_store.cache_clear()
     queues.cache_clear()
     _senders.clear()
     _built_cache.clear()

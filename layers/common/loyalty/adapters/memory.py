@@ -33,6 +33,7 @@ class MemoryAccountStore:
         self.sightings: dict[str, Sighting] = {}
         self.pendings: dict[tuple[str, str], PendingCredit] = {}
         self.draw_entries: dict[str, dict[str, object]] = {}   # lucky draw -> entrant id -> DrawEntry
+        self.draws_closed: dict[str, str] = {}   # lucky draws whose run closed them (MemoryResultsStore)
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -176,6 +177,8 @@ class MemoryAccountStore:
                 if write.expected_remaining is not None and (
                         current_lot is None or current_lot.remaining != write.expected_remaining):
                     raise ConcurrentUpdate("lot moved")
+        if change.draw_entry is not None and change.draw_entry.draw_id in self.draws_closed:
+            raise Conflict(f"lucky draw {change.draw_entry.draw_id} has run: its entries are closed")
         if change.draw_entry is not None and \
                 change.draw_entry.entrant_id in self.draw_entries.get(change.draw_entry.draw_id, {}):
             raise AlreadyApplied(change.draw_entry.entrant_id)

@@ -54,13 +54,25 @@ class MemoryResultsStore:
             if current is not None and current.credited <= credited:
                 self.finals[challenge_id] = replace(current, credited=credited, done_at=done_at or current.done_at)
 
-    def lucky_seed(self, draw_id: str, seed: str) -> str:
+    def lucky_seed(self, draw_id: str, seed: str) -> str:  # noqa: D102 - as the port
         with self._lock:
             self.writes += 1
             return self.seeds.setdefault(draw_id, seed)
 
-    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, str]:
-        return {d: self.seeds[d] for d in draw_ids if d in self.seeds}
+    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        closed = self._closed()
+        return {d: (self.seeds[d], closed.get(d)) for d in draw_ids if d in self.seeds}
+
+    def close_lucky_draw(self, draw_id: str, at: str) -> None:
+        with self._lock:
+            self.writes += 1
+            self._closed().setdefault(draw_id, at)
+
+    def _closed(self) -> dict[str, str]:
+        # kept by the ledger fake, whose commits refuse entries to a closed draw
+        if self._ledger is None:
+            self._ledger = type("Ledger", (), {"draws_closed": {}, "draw_entries": {}})()
+        return self._ledger.draws_closed
 
     def draw_entries(self, draw_id: str) -> Iterator[list[DrawEntry]]:
         entries = getattr(self._ledger, "draw_entries", {}).get(draw_id, {})

@@ -65,6 +65,7 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
             if due is not None:   # the first paid order of a referred member: its referrer's account too
                 referrer = store.load_account(due, with_lots=False)
             change, points, balance = _plan_paid(rules, event, context.account, order, now, referrer)
+            change = _counted_in_challenges(change, context.account, event, rules)
         else:
             account, others, gift = context.account, {}, None
             if order is not None and order.paid:
@@ -88,6 +89,16 @@ def handle_order_event(store: AccountStore, rules: Rules, event: OrderEvent, now
         return tiers.told(response, notices)
 
     return with_retries(attempt)
+
+
+def _counted_in_challenges(change: Change, account: Account, event: OrderEvent, rules: Rules) -> Change:
+    """E5: an order that counts (newly paid), paid during a challenge the member is in,
+    counts in that challenge's repurchase conversion (a participant credit of 0 points)."""
+    if change.order is None or not change.order.counted or not account.engagement.checkin.challenges:
+        return change
+    from ..engagement.challenge_counts import during_challenges   # pydantic's models: on first use
+    return replace(change, participants=change.participants + during_challenges(
+        account.engagement, event.member_id, event.occurred_at, rules.program_timezone, orders=1))
 
 
 def _referrer_due(rules: Rules, account: Account) -> str | None:

@@ -248,6 +248,8 @@ def _commit_error(cancelled: Cancelled, change: Change) -> Exception:
         return AlreadyApplied(change.redemption.redemption_id)
     if "review" in failed and change.review_expected_status is None:
         return AlreadyApplied(change.review.review_id)
+    if "draw-open" in failed:
+        return Conflict(f"lucky draw {change.draw_entry.draw_id} has run: its entries are closed")
     if "draw-entry" in failed:
         return AlreadyApplied(change.draw_entry.entrant_id)
     if "stock" in failed:

@@ -60,7 +60,8 @@ class FinalItem(LedgerModel):
 
 
 class SeedItem(LedgerModel):
-    seed = UnicodeAttribute()
+    seed = UnicodeAttribute(null=True)
+    closed_at = UnicodeAttribute(null=True)   # set by the draw's run, before it reads the entries
 
 
 class EntryItem(LedgerModel):
@@ -79,8 +80,11 @@ def lucky_pk(draw_id: str) -> str:
 
 
 def add_draw_entry_write(tx: Transaction, table: LedgerTable, entry: DrawEntry) -> None:
-    """The entry, in the redemption's transaction (label "draw-entry": must not exist yet)."""
-    model = table.bind(EntryItem)
+    """The entry, in the redemption's transaction: on condition that the draw has not
+    closed (label "draw-open": its run closes it before reading the entries) and that the
+    entry does not exist yet (label "draw-entry")."""
+    model, seed = table.bind(EntryItem), table.bind(SeedItem)
+    tx.check("draw-open", seed, lucky_pk(entry.draw_id), SEED, seed.closed_at.does_not_exist())
     tx.put("draw-entry", model(lucky_pk(entry.draw_id), ENTRY + entry.entrant_id, draw_id=entry.draw_id,
                                entrant_id=entry.entrant_id, member_id=entry.member_id, at=entry.at),
            model.pk.does_not_exist())
@@ -203,19 +207,29 @@ class DynamoResultsStore:
     @translated
     def lucky_seed(self, draw_id: str, seed: str) -> str:
         try:
-            self.Seed(lucky_pk(draw_id), SEED, seed=seed).save(condition=self.Seed.pk.does_not_exist())
-        except PutError as exc:
+            self.Seed(lucky_pk(draw_id), SEED).update(actions=[self.Seed.seed.set(seed)],
+                                                      condition=self.Seed.seed.does_not_exist())
+        except UpdateError as exc:
             if not _conditional_failed(exc):
                 raise
             return self.Seed.get(lucky_pk(draw_id), SEED, consistent_read=True).seed
         return seed
 
     @translated
-    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, str]:
+    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, tuple[str, str | None]]:
         if not draw_ids:
             return {}
         found = self.table.batch_get([(self.Seed, lucky_pk(d), SEED) for d in draw_ids])
-        return {item.pk.removeprefix("LUCKY#"): item.seed for item in found.values()}
+        return {item.pk.removeprefix("LUCKY#"): (item.seed, item.closed_at) for item in found.values() if item.seed}
+
+    @translated
+    def close_lucky_draw(self, draw_id: str, at: str) -> None:
+        item = self.Seed(lucky_pk(draw_id), SEED)
+        try:   # the first close stays
+            item.update(actions=[self.Seed.closed_at.set(at)], condition=self.Seed.closed_at.does_not_exist())
+        except UpdateError as exc:
+            if not _conditional_failed(exc):
+                raise
 
     @translated
     def draw_entries(self, draw_id: str) -> Iterator[list[DrawEntry]]:
