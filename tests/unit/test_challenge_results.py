@@ -289,3 +289,20 @@ def test_stats_before_the_start_have_no_days(reader):
     reader.enrol("q1", "a")
     stats = cr.challenge_stats(reader, RULES, "q1", parse_time("2025-12-30T10:00:00+08:00"))
     assert stats["days_so_far"] == 0 and stats["daily_checkin_rate"]["value"] is None
+
+
+def test_a_challenge_without_participants_finishes_with_nothing_to_pay(reader, results):
+    answer = cr.finish_challenge(reader, results, MemoryLedgerStore(), RULES, "q1", AFTER_END)
+    assert (answer["status"], answer["participants"], answer["rewarded"]) == ("done", 0, 0)
+    assert answer["snapshot_hash"] == cr.snapshot_hash([])
+
+
+def test_lucky_draw_items_are_validated_configuration():
+    from loyalty.errors import Invalid
+    item = {"item_id": "l1", "name": "Lucky", "points": 50, "lucky_draw": {"draw_id": "d", "on": "2026-12-31",
+                                                                          "winners": 1}}
+    assert build_rules({"catalog": [item]}).item("l1").lucky_draw.winners == 1
+    with pytest.raises(Invalid, match="lucky draw ids must be unique"):
+        build_rules({"catalog": [item, {**item, "item_id": "l2"}]})
+    with pytest.raises(Invalid, match="winners"):
+        build_rules({"catalog": [{**item, "lucky_draw": {"draw_id": "d", "on": "2026-12-31", "winners": 0}}]})
