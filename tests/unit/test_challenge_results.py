@@ -306,3 +306,18 @@ def test_lucky_draw_items_are_validated_configuration():
         build_rules({"catalog": [item, {**item, "item_id": "l2"}]})
     with pytest.raises(Invalid, match="winners"):
         build_rules({"catalog": [{**item, "lucky_draw": {"draw_id": "d", "on": "2026-12-31", "winners": 0}}]})
+
+
+def test_a_run_told_to_stop_saves_its_progress_and_the_next_continues(reader, results):
+    for i in range(8):
+        reader.enrol("q1", f"m{i}", points=i)
+    store, asked = MemoryLedgerStore(), []
+
+    def stop() -> bool:   # a Lambda running out of time after 3 rewards
+        asked.append(1)
+        return len(asked) > 3
+
+    part = cr.finish_challenge(reader, results, store, RULES, "q1", AFTER_END, should_stop=stop)
+    assert (part["status"], part["credited"], len(store.idempotency)) == ("in_progress", 3, 3)
+    assert cr.finish_challenge(reader, results, store, RULES, "q1", AFTER_END)["status"] == "done"
+    assert len(store.idempotency) == 8

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 from zoneinfo import ZoneInfo
 
 from ..domain import EntryType, LedgerEntry, Lot, LotWrite, add_months, in_sequence, iso, next_tx_time, \
@@ -209,12 +209,13 @@ def _record_final(reader, results, rules, record: ChallengeRecord, now: datetime
 
 
 def finish_challenge(reader: "ChallengeReader", results: "ResultsStore", accounts: "AccountStore", rules: "Rules",
-                     challenge_id: str, now: datetime, *, max_credits: int | None = None) -> dict:
+                     challenge_id: str, now: datetime, *, max_credits: int | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> dict:
     """Rank a challenge whose last day has ended and pay its rewards, once; re-runnable
-    and resumable (a run cut midway, or stopped after `max_credits` reward writes,
-    continues where the recorded progress says). Answers results_answer(...) with
-    "status": "done" or "in_progress". NotFound: no such challenge; Conflict: its last
-    day has not ended (programme time zone)."""
+    and resumable (a run cut midway, or stopped after `max_credits` reward writes or when
+    `should_stop()` says so, e.g. a Lambda's remaining time, continues where the recorded
+    progress says). Answers results_answer(...) with "status": "done" or "in_progress".
+    NotFound: no such challenge; Conflict: its last day has not ended (programme time zone)."""
     record = challenge(reader, challenge_id)
     final = results.get_final(challenge_id)
     lines = None
@@ -232,7 +233,7 @@ def finish_challenge(reader: "ChallengeReader", results: "ResultsStore", account
             raise Conflict(f"challenge {challenge_id}'s ranking snapshot is missing")
     done, writes = final.credited, 0
     for line in lines[final.credited:]:
-        if max_credits is not None and writes >= max_credits:
+        if (max_credits is not None and writes >= max_credits) or (should_stop is not None and should_stop()):
             break
         rank, member, points = _parse(line)
         parts = reward_parts(final, rank, points)
