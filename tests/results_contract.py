@@ -225,3 +225,28 @@ def test_a_blind_reward_is_refused_to_a_member_with_a_debt(ledger):
     ledger.commit = real
     assert calls[0] is None and calls[1] is not None and len(calls) == 2
     assert ledger.load_account("owes", with_lots=False).balance == -35
+
+
+def test_a_finish_cut_midway_resumes_from_its_progress_and_pays_each_member_once(ledger, results):
+    reader = FakeChallengeReader(page_size=50)
+    reader.put_challenge("c1", "2026-09-01", days=90, rewards={"base": 10, "top_half": 5, "top_tenth": 1})
+    for i in range(120):
+        reader.enrol("c1", f"m{i:03d}", points=i % 30)
+    finish_at = parse_time("2026-12-01T00:00:00+08:00")
+    real, count = ledger.commit, {"n": 0}
+
+    def crashing(change: Change):
+        count["n"] += 1
+        if count["n"] == 110:
+            raise RuntimeError("cut")
+        real(change)
+
+    ledger.commit = crashing
+    with pytest.raises(RuntimeError):
+        cr.finish_challenge(reader, results, ledger, RULES, "c1", finish_at)
+    ledger.commit = real
+    assert results.get_final("c1").credited == 100
+    done = cr.finish_challenge(reader, results, ledger, RULES, "c1", finish_at)
+    assert done["status"] == "done" and done["credited"] == 120
+    paid = sum(ledger.load_account(f"m{i:03d}", with_lots=False).balance for i in range(120))
+    assert paid == done["points"]
