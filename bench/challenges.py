@@ -25,7 +25,7 @@ def quarter_end_rewards(aws, counter, row, participants: int = 1000) -> None:
     results = DynamoResultsStore(LedgerTable(table))
     rules = build_rules()
     reader = FakeChallengeReader(page_size=1000)    # ~300 B a participant: a 1 MB page holds ~3,000
-    reader.put_challenge("bench-q", "2026-01-01", days=90)
+    reader.put_challenge("bench-q", "2026-01-01", days=90, draws_=(("week-2", "2026-01-14", 3),))
     say(f"enrolling {participants} participants in a challenge of 8 shards ...")
     for i in range(participants):
         reader.enrol("bench-q", f"p-{i:06d}", points=(i * 7919) % 1800, checked="1" * (i % 90))
@@ -51,3 +51,13 @@ def quarter_end_rewards(aws, counter, row, participants: int = 1000) -> None:
     row("quarter-end rewards re-run: reward writes / participant items read",
         f"{counter.calls['TransactWriteItems']} / {reader.items_read}", "0 / 0",
         again == done and counter.calls["TransactWriteItems"] == 0 and reader.items_read == 0)
+
+    from loyalty.engagement.challenge_results import run_challenge_draw
+    counter.reset()
+    reader.items_read = reader.queries = 0
+    record = run_challenge_draw(reader, results, rules, "bench-q", "week-2", parse_time("2026-01-15T00:05:00+08:00"))
+    items = reader.items_read + counter.items_read
+    row(f"challenge draw, P={participants}: items read (participants {reader.items_read}, {record['entrants']} "
+        f"entrants)", str(items), f"≤ P + {shards} = {participants + shards}", items <= participants + shards)
+    row("challenge draw: write calls (entrant list + conditional record) / Scans",
+        f"{counter.writes} / {counter.calls['Scan']}", "2 / 0", counter.writes == 2 and counter.calls["Scan"] == 0)
