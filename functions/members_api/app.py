@@ -18,6 +18,8 @@ from loyalty.web.views import redemption_view
 
 logger = Logger()
 app = http_app()
+# Rewards paid by one POST /challenges/{id}/finish (one write each, well inside the timeout).
+FINISH_CREDITS_PER_CALL = 300
 
 
 def _now() -> datetime:
@@ -84,6 +86,8 @@ def get_ledger(member_id: str):
 def post_redemption(member_id: str):
     body, _ = _body("RedemptionBody")
     store, rules = wiring.account_store(), wiring.rules()
+    from loyalty.engagement.lucky_draws import prepare_entry
+    prepare_entry(wiring.results_store(), rules, body.item_id)   # E10: a lucky draw's seed before its first entry
     redemption, created = redemptions.redeem(store, rules, check_member_id(member_id), body.item_id,
                                              body.idempotency_key, _now())
     view = redemption_view(redemption, store)
@@ -222,10 +226,62 @@ def post_campaign():
 
 @app.get("/catalog")
 def get_catalog():
+    from loyalty.engagement.lucky_draws import with_draws   # E10: each lucky draw's commitment
     member_id = app.current_event.get_query_string_value("member_id")
     if member_id is None:
-        return reply(200, catalog.catalog_view(wiring.rules()))
-    return reply(200, catalog.member_catalog(wiring.account_store(), wiring.rules(), check_member_id(member_id), _now()))
+        return reply(200, with_draws(wiring.results_store(), wiring.rules(), catalog.catalog_view(wiring.rules())))
+    return reply(200, with_draws(wiring.results_store(), wiring.rules(), catalog.member_catalog(
+        wiring.account_store(), wiring.rules(), check_member_id(member_id), _now())))
+
+
+@app.post("/catalog/<item_id>/draw")
+def run_lucky_draw(item_id: str):
+    from loyalty.engagement.lucky_draws import run_lucky_draw
+    return reply(200, run_lucky_draw(wiring.results_store(), wiring.rules(), item_id, _now()))
+
+
+@app.get("/catalog/<item_id>/draw/entrants")
+def get_lucky_draw_entrants(item_id: str):
+    from loyalty.engagement.lucky_draws import lucky_entrants
+    return reply(200, lucky_entrants(wiring.results_store(), wiring.rules(), item_id))
+
+
+# --- a check-in challenge's results (E5): draws, final ranking and rewards, stats -------
+
+@app.post("/challenges/<challenge_id>/draws/<draw_id>/run")
+def run_challenge_draw(challenge_id: str, draw_id: str):
+    from loyalty.engagement.challenge_results import run_challenge_draw
+    return reply(200, run_challenge_draw(wiring.challenge_reader(), wiring.results_store(), wiring.rules(),
+                                         challenge_id, draw_id, _now()))
+
+
+@app.get("/challenges/<challenge_id>/draws/<draw_id>/entrants")
+def get_challenge_draw_entrants(challenge_id: str, draw_id: str):
+    from loyalty.engagement.challenge_results import draw_entrants
+    return reply(200, draw_entrants(wiring.challenge_reader(), wiring.results_store(), challenge_id, draw_id))
+
+
+@app.post("/challenges/<challenge_id>/finish")
+def finish_challenge(challenge_id: str):
+    from loyalty.engagement.challenge_results import finish_challenge
+    # a bounded share per request (well inside the function's timeout); the answer says
+    # "in_progress" until every reward is paid, and the next call continues
+    return reply(200, finish_challenge(wiring.challenge_reader(), wiring.results_store(), wiring.account_store(),
+                                       wiring.rules(), challenge_id, _now(), max_credits=FINISH_CREDITS_PER_CALL))
+
+
+@app.get("/challenges/<challenge_id>/results")
+def get_challenge_results(challenge_id: str):
+    from loyalty.engagement.challenge_results import results_view
+    member_id = app.current_event.get_query_string_value("member_id")
+    return reply(200, results_view(wiring.challenge_reader(), wiring.results_store(), wiring.account_store(),
+                                   challenge_id, check_member_id(member_id) if member_id is not None else None))
+
+
+@app.get("/challenges/<challenge_id>/stats")
+def get_challenge_stats(challenge_id: str):
+    from loyalty.engagement.challenge_results import challenge_stats
+    return reply(200, challenge_stats(wiring.challenge_reader(), wiring.rules(), challenge_id, _now()))
 
 
 # --- the check-in challenge (E5) --------------------------------------------------------------
@@ -255,7 +311,8 @@ def put_challenge(challenge_id: str):
 def get_challenge(challenge_id: str):
     from loyalty.engagement import challenge_setup
     record = challenge_setup.get_challenge(wiring.challenge_store(), _challenge_id(challenge_id))
-    return reply(200, challenge_setup.challenge_view(record, _now(), wiring.rules().program_timezone))
+    return reply(200, challenge_setup.challenge_view(record, _now(), wiring.rules().program_timezone,
+                                                     wiring.results_store()))
 
 
 @app.post("/challenges/<challenge_id>/invitations")

@@ -27,6 +27,7 @@ class EntryType(str, Enum):
     ADJUST = "ADJUST"      # a manual adjustment by an operator
     ACTIVITY = "ACTIVITY"  # an activity (poll, share, survey, content, a task's bonus) or its approved review
     CHECKIN = "CHECKIN"    # a daily check-in (E4): the points of its streak day
+    CHALLENGE = "CHALLENGE"  # a check-in challenge's final reward (base, top 50%, top 10%)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from .records import (ActivityContext, Change, Consent, Dispute, DueLot, Idempot
 
 if TYPE_CHECKING:   # pydantic-backed shapes: loaded on first use, not at a handler's import
     from .engagement.challenges import BoardEntry, ChallengeRecord, Invitation, Participant
+    from .engagement.outcomes import DrawEntry, DrawResult, FinalRanking
 
 # The contacts one member at a time may hold: the kind `member_for_contact` takes, and the
 # profile field that holds it.
@@ -187,3 +188,43 @@ class ChallengeStore(ChallengeReader, Protocol):
 
     def profile_names(self, member_ids: list[str]) -> dict[str, str | None]:
         """The members' profile names (one BatchGet): what a leaderboard shows, masked."""
+
+
+class ResultsStore(Protocol):
+    """What the results of a challenge and of lucky draws keep (loyalty.engagement.outcomes):
+    draw results and their entrant lists, the final ranking and its progress, lucky-draw
+    seeds and entries. Every first write is conditional, so a re-run or a concurrent run
+    finds what the first one recorded."""
+
+    def put_list(self, owner: str, list_hash: str, lines: list[str]) -> None:
+        """Store a list of lines under its hash (in parts of at most a few hundred KB);
+        writing the same list again changes nothing."""
+
+    def get_list(self, owner: str, list_hash: str) -> list[str] | None:
+        """The list stored under `list_hash` (None: not stored)."""
+
+    def record_draw(self, result: "DrawResult") -> "DrawResult":
+        """Record a draw's result unless one is recorded: answers the one that is."""
+
+    def get_draw(self, owner: str, draw_id: str) -> "DrawResult | None": ...
+
+    def record_final(self, final: "FinalRanking") -> "FinalRanking":
+        """Record a challenge's final ranking unless one is recorded: answers the one that is."""
+
+    def get_final(self, challenge_id: str) -> "FinalRanking | None": ...
+
+    def save_progress(self, challenge_id: str, credited: int, done_at: str | None) -> None:
+        """Move the rewards' progress forward (never back); `done_at` once all are paid."""
+
+    def lucky_seed(self, draw_id: str, seed: str) -> str:
+        """The lucky draw's seed: `seed` if none was stored yet (stored now), else the stored one."""
+
+    def lucky_seeds(self, draw_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(seed, closed_at) of these lucky draws, in one read (those without a seed left out)."""
+
+    def close_lucky_draw(self, draw_id: str, at: str) -> None:
+        """Close the draw to entries (the first close stays): a redemption committed after
+        this is refused (Conflict), so the entries read after it are all there will be."""
+
+    def draw_entries(self, draw_id: str) -> Iterator[list["DrawEntry"]]:
+        """Pages of a lucky draw's entries (one partition's Query, never a Scan)."""

@@ -11,6 +11,7 @@ from .domain import LedgerEntry, LotWrite
 if TYPE_CHECKING:
     from .domain import Account
     from .engagement.challenges import ParticipantCredit
+    from .engagement.outcomes import DrawEntry
     from .engagement.state import Engagement
 
 
@@ -132,6 +133,13 @@ class Change:
     # What the change earns the member in the check-in challenges they are enrolled in
     # (loyalty.engagement.challenges): each participant item updated in the same transaction.
     participants: tuple["ParticipantCredit", ...] = ()
+    # A lucky-draw entry (loyalty.engagement.lucky_draws): the redemption's entry in its draw,
+    # written with the redemption (must not exist yet).
+    draw_entry: "DrawEntry | None" = None
+    # A blind credit (expected_version None, no read) is right only when the member owes
+    # nothing (new points settle a debt first): then it is conditional on no debt too, and
+    # a member with a debt answers ConcurrentUpdate (the caller reads and plans again).
+    requires_no_debt: bool = False
 
     def without_credits(self, challenge_ids) -> "Change":
         """This change without its credits of the challenges named (the member left them:

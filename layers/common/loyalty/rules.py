@@ -6,6 +6,7 @@ the defaults section by section) come from the SSM parameter named by RULES_PARA
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import Literal
@@ -90,6 +91,15 @@ class RedemptionRules(_Strict):
     discount_days: RedemptionDays = RedemptionDays()
 
 
+class LuckyDraw(_Strict):
+    """A lucky-draw catalog item (E10): each redemption is one entry in this draw; entries
+    close when `on` ends (programme calendar), then the draw can run."""
+
+    draw_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    on: date
+    winners: int = Field(ge=1, le=1000)
+
+
 class CatalogItem(_Strict):
     item_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -103,6 +113,7 @@ class CatalogItem(_Strict):
     per_member_limit_period: Literal["lifetime", "month"] = Field(
         "lifetime", description="the limit counts over the member's lifetime or per calendar month (programme time)")
     discountable: bool = Field(True, description="cheaper on redemption days")
+    lucky_draw: LuckyDraw | None = Field(None, description="each redemption is an entry in this draw (E10)")
 
 
 class Tier(_Strict):
@@ -367,6 +378,9 @@ class Rules(_Strict):
                        if t not in self.templates]
             if missing:
                 raise ValueError(f"tiers: no message template {', '.join(missing)} for the tier notices")
+        draws = [item.lucky_draw.draw_id for item in self.catalog if item.lucky_draw is not None]
+        if len(draws) != len(set(draws)):
+            raise ValueError("lucky draw ids must be unique")
         names = {t.name for t in self.tiers.levels}
         for item in self.catalog:
             if item.min_tier is not None and item.min_tier not in names:

@@ -51,6 +51,19 @@ def challenge_store() -> ChallengeStore:
 
 
 @cache
+def results_store():
+    """What the results of challenges and lucky draws keep (draws, final rankings, seeds)."""
+    from .adapters.ledger.base import LedgerTable
+    from .adapters.ledger.results import DynamoResultsStore
+    return DynamoResultsStore(LedgerTable(settings().table_name))
+
+
+def challenge_reader():
+    """The challenges and their participants as the results read them (loyalty.ports.ChallengeReader)."""
+    return challenge_store()
+
+
+@cache
 def messaging_store():
     from .adapters.messaging.store import DynamoMessagingStore
     return DynamoMessagingStore(settings().table_name)
@@ -188,6 +201,7 @@ def reset() -> None:
     settings.cache_clear()
     ledger_store.cache_clear()
     messaging_store.cache_clear()
+    results_store.cache_clear()
     queues.cache_clear()
     _senders.clear()
     _built_cache.clear()

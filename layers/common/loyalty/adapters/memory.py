@@ -35,6 +35,8 @@ class MemoryAccountStore:
         # the check-in challenges' participants and month scores (E5), credited by commit
         self.challenge_participants: dict = {}   # (challenge_id, member_id) -> Participant
         self.challenge_scores: dict = {}         # (challenge_id, YYYY-MM, member_id) -> points
+        self.draw_entries: dict[str, dict[str, object]] = {}   # lucky draw -> entrant id -> DrawEntry
+        self.draws_closed: dict[str, str] = {}   # lucky draws whose run closed them (MemoryResultsStore)
 
     # --- reads ---
     def load_order_context(self, member_id: str, idempotency_key: str, order_id: str) -> OrderContext:
@@ -177,6 +179,8 @@ class MemoryAccountStore:
             if part.expected_version is None and account.last_tx is not None and part.last_tx is not None \
                     and account.last_tx >= part.last_tx:
                 raise ConcurrentUpdate("clock behind the member's last entry")
+            if part.expected_version is None and part.requires_no_debt and account.debt:
+                raise ConcurrentUpdate("a blind credit to a member with a debt")
             lots = self.lots.get(member, {})
             for write in part.lots:
                 current_lot = lots.get(write.lot.lot_id)
@@ -185,6 +189,11 @@ class MemoryAccountStore:
                 if write.expected_remaining is not None and (
                         current_lot is None or current_lot.remaining != write.expected_remaining):
                     raise ConcurrentUpdate("lot moved")
+        if change.draw_entry is not None and change.draw_entry.draw_id in self.draws_closed:
+            raise Conflict(f"lucky draw {change.draw_entry.draw_id} has run: its entries are closed")
+        if change.draw_entry is not None and \
+                change.draw_entry.entrant_id in self.draw_entries.get(change.draw_entry.draw_id, {}):
+            raise AlreadyApplied(change.draw_entry.entrant_id)
         if change.stock is not None and change.stock.delta > 0 and change.stock.limit is not None:
             if self.stock.get(change.stock.item_id, 0) + change.stock.delta > change.stock.limit:
                 raise Conflict(f"{change.stock.item_id} is out of stock")
@@ -207,6 +216,8 @@ class MemoryAccountStore:
                 self.reviews[part.review.review_id] = part.review
         for sighting in change.sightings:
             self.sightings[sighting.key] = replace(sighting, version=sighting.version + 1)
+        if change.draw_entry is not None:
+            self.draw_entries.setdefault(change.draw_entry.draw_id, {})[change.draw_entry.entrant_id] = change.draw_entry
         if change.pending is not None:
             self.pendings[(change.pending.member_id, change.pending.order_id)] = replace(
                 change.pending, version=change.pending.version + 1)

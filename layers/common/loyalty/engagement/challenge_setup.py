@@ -87,19 +87,27 @@ def _check_update(current: ChallengeRecord, spec: ChallengeSpec, today: date) ->
             raise Conflict(f"draws.{d.draw_id}: a draw added now must be on a day still to come")
 
 
-def draw_view(record: ChallengeRecord, draw: DrawRecord) -> dict:
-    """A draw as GET /challenges/{id} shows it: never its seed before it has run. The
-    draw results' part extends this (seed, entrants_hash, entrants, winners once run)."""
-    return {"draw_id": draw.draw_id, "on": draw.on.isoformat(), "winners": draw.winners,
+def draw_view(record: ChallengeRecord, draw: DrawRecord, results=None) -> dict:
+    """A draw as GET /challenges/{id} shows it: never its seed before it has run. Once run
+    (`results`, the ResultsStore, given) it shows what the run answered: the seed, the
+    entrants hash and count, and `winners` as the winners drawn (the number asked for is
+    then `winners_asked`)."""
+    view = {"draw_id": draw.draw_id, "on": draw.on.isoformat(), "winners": draw.winners,
             "commitment": draw.commitment}
+    if results is not None:
+        from .challenge_results import draw_result_view
+        ran = draw_result_view(results, record.challenge_id, draw.draw_id)
+        if ran is not None:
+            view.update({**ran, "winners_asked": draw.winners})
+    return view
 
 
-def challenge_view(record: ChallengeRecord, now: datetime, zone: str) -> dict:
+def challenge_view(record: ChallengeRecord, now: datetime, zone: str, results=None) -> dict:
     spec = record.spec
     return {"challenge_id": record.challenge_id, "name": spec.name, "starts_on": spec.starts_on.isoformat(),
             "days": spec.days, "ends_on": spec.ends_on.isoformat(),
             "status": status_of(spec, program_day(now, zone)),
-            "draws": [draw_view(record, d) for d in record.draws],
+            "draws": [draw_view(record, d, results) for d in record.draws],
             "rewards": spec.rewards.model_dump(), "silent_days": spec.silent_days,
             "created_at": record.created_at, "updated_at": record.updated_at}
 

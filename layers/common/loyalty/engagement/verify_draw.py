@@ -2,9 +2,12 @@
 [ENTRANTS=entrants.txt]` or `python -m loyalty.engagement.verify_draw RECORD [ENTRANTS]`.
 
 RECORD is the draw's JSON as the API answers it (`POST .../draws/{draw_id}/run` or the
-challenge's `draws`): commitment, seed, entrants_hash, entrants (a count) and winners.
-The entrant ids come from ENTRANTS (one per line) or, when it is left out, from the
-record's own `entrant_ids` list. Exit status 0 when the record holds, 1 when not, 2 when
+challenge's `draws`; for a lucky-draw catalog item `POST /catalog/{item_id}/draw`):
+commitment, seed, entrants_hash, entrants (a count) and winners; other fields are
+ignored. The entrant ids come from ENTRANTS (one per line: the `entrant_ids` of
+`GET .../draws/{draw_id}/entrants` or `GET /catalog/{item_id}/draw/entrants`) or, when
+it is left out, from the record's own `entrant_ids` list (so the entrants answer itself,
+merged into the record, also works). Exit status 0 when the record holds, 1 when not, 2 when
 the files cannot be read. Only the standard library is needed, so an auditor can run it
 with `loyalty/engagement/draws.py` alone."""
 from __future__ import annotations

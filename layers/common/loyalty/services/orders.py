@@ -64,6 +64,7 @@ def handle_order_event(store: ReviewStore, rules: Rules, event: OrderEvent, now:
             if due is not None:   # the first paid order of a referred member: its referrer's account too
                 referrer = store.load_account(due, with_lots=False)
             change, points, balance = _plan_paid(rules, event, context.account, order, now, referrer)
+            change = _counted_in_challenges(change, context.account, event, rules)
         else:
             account, others, gift, held = context.account, {}, None, None
             if order is not None and order.paid:
@@ -109,6 +110,15 @@ def _told(response: dict, notices: list | None) -> dict:
             notices.extend({"kind": "points_credited", **credit} for credit in response[CREDITED])
         response = {k: v for k, v in response.items() if k != CREDITED}
     return tiers.told(response, notices)
+
+def _counted_in_challenges(change: Change, account: Account, event: OrderEvent, rules: Rules) -> Change:
+    """E5: an order that counts (newly paid), paid during a challenge the member is in,
+    counts in that challenge's repurchase conversion (a participant credit of 0 points)."""
+    if change.order is None or not change.order.counted or not account.engagement.checkin.challenges:
+        return change
+    from ..engagement.challenge_counts import during_challenges   # pydantic's models: on first use
+    return replace(change, participants=change.participants + during_challenges(
+        account.engagement, event.member_id, event.occurred_at, rules.program_timezone, orders=1))
 
 
 def _referrer_due(rules: Rules, account: Account) -> str | None:

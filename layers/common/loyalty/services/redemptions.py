@@ -55,6 +55,8 @@ def redeem(store: AccountStore, rules: Rules, member_id: str, item_id: str, idem
             raise Conflict(f"not enough points: {item_id} costs {cost}, "
                            f"{cost - short} available")
         pending = item.fulfilment == "pending"
+        from ..engagement import lucky_draws   # on first use: pydantic's challenge models are not for import time
+        from ..engagement.challenge_counts import during_challenges
         t = next_tx_time(now, account.last_tx)
         redemption = Redemption(redemption_id=redemption_id, member_id=member_id, item_id=item_id,
                                 points=cost, status="pending" if pending else "completed",
@@ -69,7 +71,12 @@ def redeem(store: AccountStore, rules: Rules, member_id: str, item_id: str, idem
         change = Change(member_id=member_id, expected_version=account.version, balance_delta=-cost,
                         last_tx=t, lots=tuple(LotWrite(lot, expected_remaining=expected[lot.lot_id]) for lot in changed),
                         entries=(entry,), redemption=redemption, engagement=engagement,
-                        stock=StockMove(item_id, 1, item.stock) if item.stock is not None else None)
+                        stock=StockMove(item_id, 1, item.stock) if item.stock is not None else None,
+                        # E10: a lucky-draw item's redemption is an entry in its draw
+                        draw_entry=lucky_draws.entry_for(item, member_id, redemption_id, now),
+                        # E5: a redemption during a challenge the member is in counts in its stats
+                        participants=during_challenges(account.engagement, member_id, now, rules.program_timezone,
+                                                       redemptions=1))
         try:
             store.commit(change)
         except AlreadyApplied:
@@ -88,6 +95,10 @@ def cancel_redemption(store: AccountStore, rules: Rules, member_id: str, redempt
         redemption = _existing(store, member_id, redemption_id)
         if redemption.status == "cancelled":
             return redemption
+        item = rules.item(redemption.item_id)
+        if item is not None and item.lucky_draw is not None:
+            raise Conflict(f"redemption {redemption_id} is an entry in lucky draw {item.lucky_draw.draw_id}: "
+                           "entries are not cancelled")
         account = store.load_account(member_id, with_lots=True)
         t = next_tx_time(now, account.last_tx)
         restore = _restore_to_lots(account, redemption.allocation, now)

@@ -203,6 +203,9 @@ class DynamoAccountStore:
             add_review_writes(tx, self.table, change)
         if change.pending is not None:
             add_pending_write(tx, self.Pending, change.pending, self.shards)
+        if change.draw_entry is not None:   # a lucky-draw entry (loyalty.engagement.lucky_draws)
+            from .results import add_draw_entry_write
+            add_draw_entry_write(tx, self.table, change.draw_entry)
         if change.touches_account:
             self._account_part(tx, change, "account")
         for other in change.also:   # another member's account (a referrer's reward), and a review of theirs
@@ -231,6 +234,8 @@ class DynamoAccountStore:
                         else [member.tier_pk.remove(), member.tier_sk.remove()])
         if change.expected_version is None:   # no read: only after the member's newest entry
             condition = member.last_tx.does_not_exist() | (member.last_tx < change.last_tx)
+            if change.requires_no_debt:
+                condition = condition & (member.debt.does_not_exist() | (member.debt == 0))
         elif change.expected_version == 0:
             condition = member.version.does_not_exist()
         else:
@@ -259,6 +264,10 @@ def _commit_error(cancelled: Cancelled, change: Change) -> Exception:
         return AlreadyApplied(change.redemption.redemption_id)
     if "review" in failed and change.review_expected_status is None:
         return AlreadyApplied(change.review.review_id)
+    if "draw-open" in failed:
+        return Conflict(f"lucky draw {change.draw_entry.draw_id} has run: its entries are closed")
+    if "draw-entry" in failed:
+        return AlreadyApplied(change.draw_entry.entrant_id)
     if "stock" in failed:
         return Conflict(f"{change.stock.item_id} is out of stock")
     if failed:

@@ -296,6 +296,10 @@ class Transaction:
         self._add(label, {"Delete": item.get_delete_kwargs_from_instance(condition=condition,
                                                                          add_version_condition=False)})
 
+    def check(self, label: Hashable, model: type[Model], pk: str, sk: str, condition: Condition) -> None:
+        """A condition on an item the transaction does not write (ConditionCheck)."""
+        self._add(label, {"ConditionCheck": model.get_operation_kwargs_from_class(pk, sk, condition=condition)})
+
     def _add(self, label: Hashable, item: dict) -> None:
         self.items.append(item)
         self.labels.append(label)
