@@ -50,6 +50,28 @@ def messaging_store():
 
 
 @cache
+def challenge_store():
+    """What the challenge calendar reads and marks of the challenges and participants
+    (engagement.challenge_calendar.ChallengeSource and NudgeMarks, ports.ChallengeReader).
+    PROVISIONAL on the calendar's branch (adapters.calendar_challenges): CORE's challenge
+    store replaces it at merge."""
+    from .adapters.calendar_challenges import DynamoCalendarChallenges
+    return DynamoCalendarChallenges(settings().table_name)
+
+
+def challenge_finish():
+    """RESULTS' finish_challenge for the calendar's final day (None until it is wired:
+    the calendar then plans no final message, and says so)."""
+    return None
+
+
+def challenge_leaderboard():
+    """CORE's monthly leaderboard for the calendar's 1st of the month (None until it is
+    wired: the 1st then carries the day's own message)."""
+    return None
+
+
+@cache
 def queues():
     from .adapters.queues import SqsQueues
     return SqsQueues()
@@ -181,6 +203,7 @@ def reset() -> None:
     settings.cache_clear()
     ledger_store.cache_clear()
     messaging_store.cache_clear()
+    challenge_store.cache_clear()
     queues.cache_clear()
     _senders.clear()
     _built_cache.clear()
