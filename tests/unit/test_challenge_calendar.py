@@ -73,7 +73,7 @@ def test_the_friday_summary_counts_the_week_from_the_check_in_days_and_carries_t
     job = by_member(plan(store, friday))["ana"]
     assert job["message"] == "summary"
     assert "4 check-ins, +40 check-in points, a 4-day streak, rank 2" in job["texts"]["en"]
-    assert "\nDay 5/90 🌟" in job["texts"]["en"]                      # the day's task below it
+    assert "rank 2 so far. Day 5/90 🌟" in job["texts"]["en"]          # the day's task after it, on one line
     p = store.get_participant("q1", "ana")
     assert week_figures(p, store.challenges["q1"].spec, friday) == (4, 40)
 
@@ -212,6 +212,7 @@ def test_jobs_name_the_challenge_member_and_day_and_the_send_time(store):
     ("Hi {name!r}", "format or conversion"),
     ("x" * 301, "longer than 300"),
     ("an open { brace", "brace"),
+    ("two\nlines", "new line"),
 ])
 def test_the_lint_refuses_what_is_not_a_service_message(text, why):
     assert why in lint_service_text(text)

@@ -217,7 +217,7 @@ def test_sms_and_wechat_forms(msgs, ledger, challenges):
     wechat = msgs.message(message_id_for(jobs["wei"]["job_id"])).payloads["wechat"]
     assert wechat["type"] == "subscription" and len(wechat["data"]["thing1"]) <= 20
     sms = msgs.message(message_id_for(jobs["sam"]["job_id"])).payloads["sms"]
-    assert sms["text"].startswith("Day 1/90 🌟 Today's little task") and sms["template_code"] == "SMS_CHALLENGE_UPDATE"
+    assert sms["text"].startswith("Day 1/90 🌟 Today's task") and sms["template_code"] == "SMS_CHALLENGE_UPDATE"
 
 
 def test_a_challenge_template_declares_whatsapp_utility():

@@ -41,6 +41,9 @@ def lint_service_text(text: str) -> str | None:
         return "is empty"
     if len(text) > MAX_TEXT_CHARS:
         return f"is longer than {MAX_TEXT_CHARS} characters"
+    if "\n" in text or "\t" in text or "    " in text:
+        # the text is a WhatsApp template parameter, which refuses these (error 132018)
+        return "has a new line, a tab or 4 spaces in a row: it is sent as one WhatsApp template parameter"
     try:
         fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
@@ -82,8 +85,8 @@ class _Strict(BaseModel):
 
 TASK = {"zh-CN": "Day {day}/{days} 🌟 今天的小任务来啦!分享你最近一次使用我们产品的心情,回复「签到」完成打卡~ 记得查看你的积分余额哦!",
         "zh-HK": "Day {day}/{days} 🌟 今日嘅小任務嚟啦!分享你最近一次使用我哋產品嘅心情,回覆「簽到」完成打卡~ 記得查看你嘅積分餘額呀!",
-        "en": "Day {day}/{days} 🌟 Today's little task: tell us how you felt the last time you used our product, "
-              "and reply CHECKIN to check in. Your balance is one reply away: POINTS."}
+        "en": "Day {day}/{days} 🌟 Today's task: tell us how you felt using our product last time, "
+              "and reply CHECKIN to check in~"}
 SUMMARY = {"zh-CN": "本周小结 📋 你本周打卡 {week_days} 天,打卡积分 +{week_points},连续打卡 {streak} 天,目前排名第 {rank}。",
            "zh-HK": "本週小結 📋 你本週打卡 {week_days} 日,打卡積分 +{week_points},連續打卡 {streak} 日,目前排名第 {rank}。",
            "en": "Your week 📋 {week_days} check-ins, +{week_points} check-in points, a {streak}-day streak, "

@@ -151,7 +151,8 @@ def _texts(spec: ChallengeSpec, kind: str, day: int | None, values: dict) -> dic
 
 
 def _joined(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
-    return {locale: first[locale] + "\n" + second[locale] for locale in first}
+    # one line: a WhatsApp template parameter takes no new line (132018)
+    return {locale: first[locale] + " " + second[locale] for locale in first}
 
 
 def _ranks(participants: list[Participant]) -> Callable[[int], int]:
