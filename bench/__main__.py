@@ -52,6 +52,8 @@ def run() -> None:
         from bench import tiers
         tiers.nightly_tier_review(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                                   due=int(os.environ.get("BENCH_DUE", "300")))
+        from bench import challenges
+        challenges.weekday_fanout(aws, counter, row, participants=int(os.environ.get("BENCH_PARTICIPANTS", "1000")))
         from bench import messaging
         messaging.planning(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                            due=int(os.environ.get("BENCH_DUE", "300")))

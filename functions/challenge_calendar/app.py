@@ -9,13 +9,13 @@ from aws_lambda_powertools import Logger
 
 from loyalty import wiring
 from loyalty.domain import parse_time
-from loyalty.engagement.challenge_calendar import plan_challenge_day
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def handler(event, context):
+    from loyalty.engagement.challenge_calendar import plan_challenge_day  # pydantic models: on first use
     now = parse_time(event["time"])
     rules = wiring.rules()
     on = date.fromisoformat(event["on"]) if event.get("on") else now.astimezone(ZoneInfo(rules.program_timezone)).date()
