@@ -1,4 +1,4 @@
-"""Daily (EventBridge Scheduler, 00:05 programme time): plan the day's challenge messages
+"""Daily (EventBridge Scheduler, 00:20 programme time): plan the day's challenge messages
 (E5, M12), at most one per participant, each deferred by the dispatcher to the
 challenge's send time in the member's own zone. {"on": "YYYY-MM-DD"} re-runs a past day:
 the same jobs, which the outbox and the one-a-day key make duplicates."""

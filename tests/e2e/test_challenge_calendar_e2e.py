@@ -93,8 +93,8 @@ def test_a_week_of_the_calendar(week):
                                                                          "from": eve_profile["phone"].lstrip("+")},
                                     timeout=30)
             assert inbound.status_code == 200, inbound.text
-        planned = datetime.combine(day, datetime.min.time(), timezone.utc) - timedelta(hours=7, minutes=55)
-        summary = api.schedule("ChallengeCalendarFunction", planned.isoformat())   # 00:05 in Shanghai
+        planned = datetime.combine(day, datetime.min.time(), timezone.utc) - timedelta(hours=7, minutes=40)
+        summary = api.schedule("ChallengeCalendarFunction", planned.isoformat())   # 00:20 in Shanghai
         assert summary["result"]["on"] == day.isoformat() and summary["result"]["participants"] == 5
         for hour in (2, 10):                                                        # 10:00 Shanghai, 10:00 London
             api.schedule("ReleaseDeferredFunction",
@@ -131,7 +131,7 @@ def test_a_week_of_the_calendar(week):
     # Wednesday again ({"on": ...} through the schedule's time): nothing is sent twice
     before = len(outbox(api))
     wednesday = MONDAY + timedelta(days=2)
-    again = datetime.combine(wednesday, datetime.min.time(), timezone.utc) - timedelta(hours=7, minutes=55)
+    again = datetime.combine(wednesday, datetime.min.time(), timezone.utc) - timedelta(hours=7, minutes=40)
     api.schedule("ChallengeCalendarFunction", again.isoformat())
     api.schedule("ReleaseDeferredFunction", (again + timedelta(hours=10)).isoformat())
     assert len(outbox(api)) == before

@@ -130,3 +130,30 @@ def test_the_nudge_is_recorded_on_the_participant(stores):
     assert challenges.get_participant("q1", "ana").nudged_on == "2027-03-05"
     assert plan(challenges, date(2027, 3, 8), datetime(2027, 3, 7, 16, 5, tzinfo=timezone.utc)).jobs[0]["message"] \
         == "task"                                                              # once per silence
+
+
+def test_the_handler_plans_the_schedule_s_day_or_the_day_the_event_names(stores, fresh_aws):
+    import json
+    from pathlib import Path
+
+    from tests.integration.test_handlers import Context, load_handler
+    ledger, msgs, challenges = stores
+    challenge(challenges)
+    enrol(ledger, challenges, "ana")
+    enrol(ledger, challenges, "bo", opted_out=True)
+    calendar = load_handler("challenge_calendar")
+    tuesday = calendar({"time": "2027-03-01T16:05:00Z"}, Context())            # 00:05 on Tuesday in Shanghai
+    assert (tuesday["on"], tuesday["jobs"], tuesday["participants"]) == ("2027-03-02", 1, 2)
+    assert tuesday["counts"] == {"task": 1, "skipped:opted_out": 1}
+    event = json.loads((Path(__file__).parents[1] / "events" / "challenge_calendar_rerun.json").read_text())
+    monday = calendar(event, Context())                                          # a past day, named
+    assert (monday["on"], monday["jobs"]) == ("2027-03-01", 1)
+    sqs = fresh_aws.client("sqs")
+    url = fresh_aws.environ["REMINDER_JOBS_QUEUE_URL"]
+    bodies = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        bodies += [json.loads(m["Body"]) for m in got]
+    assert sorted(b["job_id"] for b in bodies) == ["challenge#q1#ana#2027-03-01", "challenge#q1#ana#2027-03-02"]

@@ -17,7 +17,7 @@ that moment (it reads the member's profile anyway). So the participants are read
 day, shard by shard (a Query each, never a Scan), whatever the time zones: an hourly run
 picking the members whose 10:00 falls in the hour would read every participant 24 times.
 The run's time must come before the first 10:00 of `on` anywhere (UTC+14: 20:00 UTC the
-day before): the schedule runs at 00:05 programme time (Asia/Shanghai) = 16:05 UTC.
+day before): the schedule runs at 00:20 programme time (Asia/Shanghai) = 16:20 UTC.
 
 A participant in a western zone may still check in on their day before `on` after the
 plan ran: the dispatcher reads the participant again at send time (opted out -> nothing;
