@@ -61,6 +61,7 @@ def test_each_member_gets_the_task_at_ten_in_their_own_zone(msgs, ledger, challe
     queues = Queues()
     for job in jobs.values():
         assert dispatch_job(job, msgs, queues, RULES, PLANNED, challenges) == "deferred"
+    assert challenges.gets == 0                       # deferred: the participant is read at its time only
     expected = {"shanghai": datetime(2027, 1, 4, 2, tzinfo=timezone.utc),
                 "london": datetime(2027, 1, 4, 10, tzinfo=timezone.utc),
                 "newyork": datetime(2027, 1, 4, 15, tzinfo=timezone.utc)}
@@ -74,6 +75,7 @@ def test_each_member_gets_the_task_at_ten_in_their_own_zone(msgs, ledger, challe
         for name, body, _ in queues.sent:
             sent_at.setdefault(msgs.message(body["message_id"]).member_id, at)
     assert sent_at == expected
+    assert challenges.gets == 3
     record = msgs.message(message_id_for(jobs["london"]["job_id"]))
     assert record.category == "challenge" and record.kind == "challenge"
     assert record.payloads["whatsapp"]["name"] == "challenge_update"

@@ -4,7 +4,7 @@ are outside the marketing caps, but
 
 - they go on the member's channels whose consent is in force (STOP stops them: the
   decision is made again when a deferred job is released at its time);
-- only to a participant still in the challenge (read again here, at send time);
+- only to a participant still in the challenge (read again here, when it would go);
 - at the challenge's send time on the job's member-local date, never in quiet hours,
   and never on another day: a job whose day is over in the member's zone is skipped
   (a re-run of a past day sends nothing late);
@@ -14,7 +14,7 @@ are outside the marketing caps, but
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 from zoneinfo import ZoneInfo
 
 from .dispatch import Decision, MemberSnapshot, channels_for, member_zone
@@ -53,17 +53,11 @@ def _send_moment(job: dict, zone: str, now: datetime, rules: "Rules") -> datetim
     return moment if moment.date() == day else None
 
 
-def decide_challenge(job: dict, snapshot: MemberSnapshot, participant: "Participant | None", now: datetime,
-                     rules: "Rules") -> Decision:
-    """Send, defer to the job's send time, or skip (with why)."""
-    if participant is None or participant.opted_out:
-        return Decision("skip", "not_participating")
-    message, texts = job["message"], job["texts"]
-    if message == "nudge" and participant.last_checkin != job.get("last_checkin"):
-        # checked in since the plan: the silence is over, the day's own message instead
-        if not job.get("instead"):
-            return Decision("skip", "silence_ended")
-        message, texts = job["instead"]["message"], job["instead"]["texts"]
+def decide_challenge(job: dict, snapshot: MemberSnapshot, participant: "Callable[[], Participant | None]",
+                     now: datetime, rules: "Rules") -> Decision:
+    """Send, defer to the job's send time, or skip (with why). `participant` reads the
+    participant, only when the message would go now: a job deferred to its time is
+    decided again then, so the plan's run costs no read of it."""
     channels = channels_for(snapshot, rules, CATEGORY)
     if not channels:
         return Decision("skip", "no_consented_channel")
@@ -71,14 +65,23 @@ def decide_challenge(job: dict, snapshot: MemberSnapshot, participant: "Particip
     when = _send_moment(job, member_zone(profile, rules), now, rules)
     if when is None:
         return Decision("skip", "day_over")
+    message, texts = job["message"], job["texts"]
+    if when <= now:
+        current = participant()
+        if current is None or current.opted_out:
+            return Decision("skip", "not_participating")
+        if message == "nudge" and current.last_checkin != job.get("last_checkin"):
+            # checked in since the plan: the silence is over, the day's own message instead
+            if not job.get("instead"):
+                return Decision("skip", "silence_ended")
+            message, texts = job["instead"]["message"], job["instead"]["texts"]
     locale = profile.locale if profile and profile.locale else "zh-CN"
     if locale not in texts:
         locale = "zh-CN" if locale.startswith("zh") else "en"
     name = profile.name if profile and profile.name else ""
     from .templates import MEMBER
     text = texts[locale].replace("{name}", name or MEMBER.get(locale, "Member"))
-    variables = {"name": name, "text": text, "message": message,
-                 "challenge_id": job["challenge_id"], "on": job["on"]}
+    variables = {"name": name, "text": text, "message": message, "challenge_id": job["challenge_id"], "on": job["on"]}
     if when > now:
         return Decision("defer", "challenge_send_time", channels[0], tuple(channels[1:]), when, variables)
     return Decision("send", "ok", channels[0], tuple(channels[1:]), None, variables)

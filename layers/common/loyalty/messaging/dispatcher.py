@@ -76,7 +76,8 @@ def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "R
         from .challenge_messages import decide_challenge
         if participants is None:
             raise LookupError("a challenge job needs the challenge store to read its participant")
-        decision = decide_challenge(job, snapshot, participants.get_participant(job["challenge_id"], job["member_id"]),
+        decision = decide_challenge(job, snapshot,
+                                    lambda: participants.get_participant(job["challenge_id"], job["member_id"]),
                                     now, rules)
     elif job.get("kind") == "campaign":
         decision = decide_scheduled(snapshot, now, rules, template.category,
