@@ -227,3 +227,30 @@ def test_a_challenge_template_declares_whatsapp_utility():
     from loyalty.messaging.templates import MessageTemplate
     with pytest.raises(ValidationError, match="UTILITY"):
         MessageTemplate(category="challenge", whatsapp={"name": "x", "body": ["text"]})
+
+
+def test_the_sender_checks_the_consent_again_a_stop_after_queueing_suppresses_it(msgs, ledger, challenges):
+    person(ledger, "ana")
+    challenges.enrol("q1", "ana")
+    ten = datetime(2027, 1, 4, 2, tzinfo=timezone.utc)
+    queues = Queues()
+    job = day_jobs(challenges)["ana"]
+    assert dispatch_job(job, msgs, queues, RULES, ten, challenges) == "queued:whatsapp"
+    ledger.add_consent(Consent("ana", "whatsapp", "opted_out", "keyword:STOP", ten + timedelta(seconds=1)))
+    provider = Provider()
+    outcome = send(msgs, provider, queues, message_id=message_id_for(job["job_id"]), now=ten + timedelta(seconds=2),
+                   ledger=ledger)
+    assert outcome == "suppressed:consent_withdrawn" and provider.calls == 0
+    assert msgs.message(message_id_for(job["job_id"])).status == "suppressed"
+
+
+def test_the_sender_sends_a_challenge_message_whose_consent_holds(msgs, ledger, challenges):
+    person(ledger, "ana")
+    challenges.enrol("q1", "ana")
+    ten = datetime(2027, 1, 4, 2, tzinfo=timezone.utc)
+    job = day_jobs(challenges)["ana"]
+    queues = Queues()
+    dispatch_job(job, msgs, queues, RULES, ten, challenges)
+    provider = Provider()
+    assert send(msgs, provider, queues, message_id=message_id_for(job["job_id"]), now=ten, ledger=ledger) == \
+        "sent:whatsapp" and provider.calls == 1
