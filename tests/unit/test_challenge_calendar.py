@@ -234,3 +234,27 @@ def test_a_bad_text_in_the_challenge_s_definition_names_its_field():
     with pytest.raises(ValidationError) as caught:
         ChallengeSpec(name="q", starts_on=START, calendar={"send_time": "25:00"})
     assert caught.value.errors()[0]["loc"] == ("calendar", "send_time")
+
+
+def test_the_default_texts_fit_the_sms_segments_even_the_friday_summary_with_its_task(store):
+    """Every default message, with large figures, fits the SMS cap (rules.messaging.sms.max_segments)
+    with the brand signature, on the domestic and the international count."""
+    from loyalty.messaging.sms import segments
+    from loyalty.rules import build_rules
+    sms = build_rules().messaging.sms
+    store.enrol("q1", "ana")
+    friday = START + timedelta(days=88)                                  # day 89 of 90, a Friday
+    store.update("q1", "ana", points=123456, streak=88, days_checked_in=88, last_checkin=(friday - timedelta(days=1))
+                 .isoformat(), checked="1" * 88)
+    jobs = [by_member(plan(store, friday))["ana"]]
+    jobs.append(by_member(plan(store, date(2027, 4, 4), Results(final={"ana": Standing(1000, 123456, 1800)})))["ana"])
+    jobs.append(by_member(plan(store, date(2027, 3, 1), Results(board=FakeBoard(
+        ((1, "张*", 123456), (2, "李*", 120000), (3, "王*", 110000)), {"ana": Standing(1000, 99999)}))))["ana"])
+    store.update("q1", "ana", last_checkin="2027-03-20")
+    jobs.append(by_member(plan(store, date(2027, 3, 24)))["ana"])         # a nudge
+    assert [j["message"] for j in jobs] == ["summary", "final", "leaderboard", "nudge"]
+    for job in jobs:
+        for locale, text in job["texts"].items():
+            signed = f"【{sms.brand}】{text}"
+            assert segments(signed, domestic_cn=True) <= sms.max_segments, (job["message"], locale, text)
+            assert segments(signed) <= sms.max_segments, (job["message"], locale, text)
