@@ -57,6 +57,7 @@ def run() -> None:
         from bench import challenges
         challenges.leaderboard_pages(aws, counter, row)
         challenges.quarter_end_rewards(aws, counter, row, participants=int(os.environ.get("BENCH_PARTICIPANTS", "1000")))
+        challenges.weekday_fanout(aws, counter, row, participants=int(os.environ.get("BENCH_PARTICIPANTS", "1000")))
         from bench import messaging
         messaging.planning(aws, counter, row, members=int(os.environ.get("BENCH_MEMBERS", "20000")),
                            due=int(os.environ.get("BENCH_DUE", "300")))

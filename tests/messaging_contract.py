@@ -393,3 +393,28 @@ def test_a_token_is_written_only_over_the_token_it_replaces(token_store):
     assert token_store.put_if_newer("wx1", "b", 2000.0, "a")
     assert token_store.get("wx1") == ("b", 2000.0)
     assert token_store.get("wx2") is None
+
+
+# --- one challenge message a member-local day (create_message / requeue_deferred `daily`) ---
+
+def test_the_day_key_lets_one_challenge_message_a_member_a_day(msgs):
+    from loyalty.messaging.ports import DailyMessageTaken
+    assert msgs.create_message(record("m-1", category="challenge"), daily="2027-03-01")
+    with pytest.raises(DailyMessageTaken):
+        msgs.create_message(record("m-2", category="challenge"), daily="2027-03-01")
+    assert msgs.message("m-2") is None                                   # nothing written
+    assert msgs.create_message(record("m-1", category="challenge"), daily="2027-03-01") is False   # a duplicate
+    assert msgs.create_message(record("m-3", category="challenge"), daily="2027-03-02")           # the next day
+    assert msgs.create_message(record("m-4", member="bo", category="challenge"), daily="2027-03-01")  # another member
+    assert msgs.create_message(record("m-5"))                            # other messages take no day key
+
+
+def test_a_deferred_challenge_message_takes_the_day_key_when_it_is_queued(msgs):
+    from loyalty.messaging.ports import DailyMessageTaken
+    assert msgs.create_message(record("m-1", status="deferred", category="challenge"))
+    assert msgs.create_message(record("m-2", category="challenge"), daily="2027-03-01")
+    with pytest.raises(DailyMessageTaken):
+        msgs.requeue_deferred(record("m-1", category="challenge"), daily="2027-03-01")
+    assert msgs.message("m-1").status == "deferred"
+    assert msgs.requeue_deferred(record("m-1", category="challenge"), daily="2027-03-02")
+    assert msgs.message("m-1").status == "queued"

@@ -22,7 +22,8 @@ def _now(job: dict) -> datetime:
 
 def _dispatch(record) -> None:
     job = record.json_body
-    outcome = dispatch_job(job, wiring.messaging_store(), wiring.queues(), wiring.rules(), _now(job))
+    participants = wiring.challenge_store() if job.get("kind") == "challenge" else None
+    outcome = dispatch_job(job, wiring.messaging_store(), wiring.queues(), wiring.rules(), _now(job), participants)
     logger.info("job dispatched", extra={"job_id": job.get("job_id"), "outcome": outcome})
 
 

@@ -234,7 +234,7 @@ def test_every_scheduled_function_has_its_failures_caught():
     scheduled = {name: f["Properties"] for name, f in functions.items()
                  if any(e["Type"] == "ScheduleV2" for e in (f["Properties"].get("Events") or {}).values())}
     assert set(scheduled) == {"ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction",
-                              "ReapplyPushesFunction", "TierReviewFunction"}
+                              "ReapplyPushesFunction", "TierReviewFunction", "ChallengeCalendarFunction"}
     queues = {k: r["Properties"] for k, r in _resources_of_type("AWS::SQS::Queue").items()}
     for name, properties in scheduled.items():
         for event in properties["Events"].values():
@@ -379,7 +379,7 @@ def test_the_model_knows_where_scheduled_runs_fail_to():
     dlq = model.queues["ScheduledRunsDLQ"]
     assert dlq in model.dead_letter_queues()
     for name in ("ExpiryScanFunction", "ReminderScanFunction", "ReleaseDeferredFunction", "ReapplyPushesFunction",
-                 "TierReviewFunction"):
+                 "TierReviewFunction", "ChallengeCalendarFunction"):
         function = model.functions[name]
         assert function.on_failure_arn == dlq.arn and function.async_retries == 2
         assert [event.dead_letter_arn for event in function.events] == [dlq.arn]

@@ -238,6 +238,7 @@ class MessagingRules(_Strict):
     caps: CapRules = CapRules()
     sms: SmsRules = SmsRules()
     link_base: str = "https://example.com/m/"
+    challenge_template: str = "challenge_message"   # the check-in challenge's messages (category challenge)
 
     @field_validator("windows")
     @classmethod

@@ -69,6 +69,28 @@ def messaging_store():
     return DynamoMessagingStore(settings().table_name)
 
 
+def challenge_finish():
+    """The calendar's final day (engagement.challenge_calendar.Finish): rank the challenge
+    and pay its rewards once (engagement.challenge_results.finish_challenge), then the
+    standings its recorded snapshot fixed."""
+    def finish(record, now):
+        from .engagement.challenge_calendar import Standing
+        from .engagement.challenge_results import final_standings, finish_challenge
+        finish_challenge(challenge_reader(), results_store(), account_store(), rules(), record.challenge_id, now)
+        return {member: Standing(*standing)
+                for member, standing in final_standings(results_store(), record.challenge_id).items()}
+    return finish
+
+
+def challenge_leaderboard():
+    """The calendar's 1st of the month (engagement.challenge_calendar.Leaderboard): the
+    month's board from the leaderboard index (engagement.standings), read once."""
+    def board(challenge_id, month):
+        from .engagement.standings import month_board
+        return month_board(challenge_store(), challenge_id, month)
+    return board
+
+
 @cache
 def queues():
     from .adapters.queues import SqsQueues

@@ -122,6 +122,12 @@ class MemoryChallengeStore:
             return None
         return self.challenge_participants.get((challenge_id, member_id))
 
+    def mark_nudged(self, challenge_id: str, member_id: str, shard: int, on: date) -> None:
+        with self._account_lock:
+            key = (challenge_id, member_id)
+            if key in self.challenge_participants:
+                self.challenge_participants[key] = replace(self.challenge_participants[key], nudged_on=on.isoformat())
+
     def month_points(self, challenge_id: str, member_id: str, shard: int, month: str) -> int:
         return self.challenge_scores.get((challenge_id, month, member_id), 0)
 

@@ -23,7 +23,7 @@ from ..domain import utc_key
 from ..errors import ConcurrentUpdate
 from ..messaging.dispatch import CONTACT, MARKETING_SCOPE, CapCounters, MemberSnapshot
 from ..messaging.outbox import RANK, ClaimRefused, OutboxRecord
-from ..messaging.ports import DeferredJob, StoredPush
+from ..messaging.ports import DailyMessageTaken, DeferredJob, StoredPush
 from ..privacy import mask_phones
 from ..messaging.pushes import INBOUND_KEEP_PROCESSED, INBOUND_KEEP_UNPROCESSED, INBOUND_RETRY_AFTER, kind_of, retry_due
 
@@ -54,6 +54,7 @@ class MemoryMessagingStore:
         self.superseded: dict[str, set[str]] = defaultdict(set)
         self.aliases: dict[tuple[str, str], str] = {}
         self.caps: dict[str, CapCounters] = {}
+        self.daily: dict[tuple[str, str], str] = {}    # (member, local date) -> the message that took it
         self.deferred: dict[str, DeferredJob] = {}
         self.pushes: dict[tuple[str, str], _Push] = {}
         self.faults: dict[str, list[Exception]] = defaultdict(list)
@@ -87,26 +88,34 @@ class MemoryMessagingStore:
                        extra=_json(record.extra), fallbacks=tuple(record.fallbacks),
                        history=tuple(tuple(h) for h in record.history))
 
-    def _write_record(self, record: OutboxRecord, caps, may_write: Callable[[OutboxRecord | None], bool]) -> bool:
+    def _write_record(self, record: OutboxRecord, caps, may_write: Callable[[OutboxRecord | None], bool],
+                      daily: str | None = None) -> bool:
         with self._lock:
             if not may_write(self.records.get(record.message_id)):
                 return False
+            if daily is not None and (record.member_id, daily) in self.daily:
+                raise DailyMessageTaken(f"the member's challenge message of {daily} is taken")
             if caps is not None:
                 read, new = caps
                 if self.caps.get(record.member_id, CapCounters()) != read or \
                         (read == CapCounters() and record.member_id in self.caps):
                     raise ConcurrentUpdate("the member's marketing counters moved since they were read")
                 self.caps[record.member_id] = new
+            if daily is not None:
+                self.daily[(record.member_id, daily)] = record.message_id
             self.records[record.message_id] = self._stored(record)
             return True
 
-    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                       daily: str | None = None) -> bool:
         self._enter("create_message")
-        return self._write_record(record, caps, lambda current: current is None)
+        return self._write_record(record, caps, lambda current: current is None, daily)
 
-    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                         daily: str | None = None) -> bool:
         self._enter("requeue_deferred")
-        return self._write_record(record, caps, lambda current: current is not None and current.status == "deferred")
+        return self._write_record(record, caps, lambda current: current is not None and current.status == "deferred",
+                                  daily)
 
     def message(self, message_id: str) -> OutboxRecord | None:
         self._enter("message")

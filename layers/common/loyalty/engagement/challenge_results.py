@@ -249,6 +249,18 @@ def finish_challenge(reader: "ChallengeReader", results: "ResultsStore", account
     return results_answer(results.get_final(challenge_id) or replace(final, credited=done, done_at=finished))
 
 
+def final_standings(results: "ResultsStore", challenge_id: str) -> dict[str, tuple[int, int, int]]:
+    """member -> (rank, points, reward) as the recorded final ranking fixed them (empty
+    before it is recorded): what the final message tells each participant."""
+    final = results.get_final(challenge_id)
+    lines = results.get_list(challenge_owner(challenge_id), final.snapshot_hash) if final is not None else None
+    standings = {}
+    for line in lines or ():
+        rank, member, points = _parse(line)
+        standings[member] = (rank, points, sum(n for _, n in reward_parts(final, rank, points)))
+    return standings
+
+
 def reward_key(challenge_id: str, member_id: str) -> str:
     return f"challenge-reward#{challenge_id}#{member_id}"
 

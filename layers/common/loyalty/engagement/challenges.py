@@ -13,6 +13,8 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .calendar_texts import ChallengeCalendar
+
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # Participants are spread over this many partitions, so that no partition of the table
 # (or of an index over it) takes all of a challenge's writes; every fan-out reads each.
@@ -51,6 +53,7 @@ class ChallengeSpec(_Strict):
     draws: tuple[DrawSpec, ...] = ()
     rewards: ChallengeRewards = ChallengeRewards()
     silent_days: int = Field(3, ge=1, le=30, description="days without a check-in before the caring nudge")
+    calendar: ChallengeCalendar = ChallengeCalendar()
 
     @property
     def ends_on(self) -> date:
@@ -70,6 +73,10 @@ class ChallengeSpec(_Strict):
         outside = [d.draw_id for d in self.draws if self.day_number(d.on) is None]
         if outside:
             raise ValueError(f"@draws {', '.join(outside)} are not on a day of the challenge")
+        beyond = sorted(day for day in self.calendar.task_days if day > self.days)
+        if beyond:
+            raise ValueError(f"calendar.task_days: days {', '.join(map(str, beyond))} are after the challenge's "
+                             f"last day ({self.days})")
         return self
 
 

@@ -10,6 +10,7 @@ number of participants; the names are one BatchGet of the L profiles."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from ..errors import Invalid
 from .challenge_setup import get_challenge
@@ -98,3 +99,42 @@ def participant_view(store, challenge_id: str, member_id: str) -> dict:
                                                                participant.points),
             "streak": participant.streak, "days_checked_in": participant.days_checked_in,
             "enrolled_at": participant.enrolled_at, "last_checkin": participant.last_checkin}
+
+
+@dataclass(frozen=True)
+class MonthBoard:
+    """A month's whole board, as the calendar's 1st of the month tells it: the top entries
+    (masked names) and every participant's place (engagement.challenge_calendar.Board)."""
+
+    top: tuple[tuple[int, str, int], ...]
+    places: dict
+
+    def standing(self, member_id: str):
+        from .challenge_calendar import Standing
+        place = self.places.get(member_id)
+        return Standing(rank=place[0], points=place[1]) if place else None
+
+
+MONTH_PAGE = 1000   # index items per Query (keys only, ~100 B each)
+
+
+def month_board(store, challenge_id: str, month: str, shown: int = 3) -> MonthBoard:
+    """The whole board of `month`, read once: every shard's index partition in pages
+    (the month's scorers, keys only, about 100 B each), ranked with ties sharing a rank; a
+    participant who scored nothing that month has no place on it."""
+    record = get_challenge(store, challenge_id)
+    entries: list[BoardEntry] = []
+    for shard in range(record.shards):
+        after = None
+        while True:
+            page = store.board_page(challenge_id, month, shard, after, MONTH_PAGE)
+            entries.extend(page)
+            if len(page) < MONTH_PAGE:
+                break
+            after = page[-1]
+    entries.sort(key=lambda e: (-e.points, e.member_id))
+    places = ranked(entries)
+    top = places[:shown]
+    names = store.profile_names([e.member_id for _, e in top]) if top else {}
+    return MonthBoard(top=tuple((rank, masked(names.get(e.member_id)), e.points) for rank, e in top),
+                      places={e.member_id: (rank, e.points) for rank, e in places})

@@ -16,6 +16,7 @@ from ..errors import ConcurrentUpdate, Transient
 from .dispatch import (CONTACT, CapCounters, Decision, MemberSnapshot, decide_notice, decide_reminder,
                        decide_scheduled)
 from .outbox import OutboxRecord
+from .ports import DailyMessageTaken
 
 if TYPE_CHECKING:
     from ..rules import Rules
@@ -40,23 +41,28 @@ def _next_caps(snapshot: MemberSnapshot, local: datetime) -> CapCounters:
                        month=month, month_count=(caps.month_count if caps.month == month else 0) + 1)
 
 
-def dispatch_job(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime) -> str:
+def dispatch_job(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime,
+                 participants=None) -> str:
     """Handle one reminder job; returns what happened (sent to a channel queue, deferred,
     skipped with a reason, or duplicate). Raises Transient when the write could not be
     made now (throttling, a conflict with another transaction): the queue retries.
 
     When the member's marketing counters moved between the read and the write (another
     message for the same member counted meanwhile), the member is read again and the job
-    decided again: the caps may be reached now."""
+    decided again: the caps may be reached now.
+
+    A challenge job (kind `challenge`) reads the participant again through `participants`
+    (a ChallengeReader) when it is decided (messaging.challenge_messages)."""
     for _ in range(CAPS_ATTEMPTS):
         try:
-            return _dispatch_once(job, store, queues, rules, now)
+            return _dispatch_once(job, store, queues, rules, now, participants)
         except ConcurrentUpdate:
             continue
     raise Transient("the member's marketing counters kept moving")
 
 
-def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime) -> str:
+def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "Rules", now: datetime,
+                   participants=None) -> str:
     from zoneinfo import ZoneInfo
     template = rules.template(job["template"])
     message_id = message_id_for(job["job_id"])
@@ -66,6 +72,13 @@ def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "R
         return "duplicate"
     if job.get("kind") == "notice":
         decision = decide_notice(snapshot, rules, job.get("variables", {}))
+    elif job.get("kind") == "challenge":
+        from .challenge_messages import decide_challenge
+        if participants is None:
+            raise LookupError("a challenge job needs the challenge store to read its participant")
+        decision = decide_challenge(job, snapshot,
+                                    lambda: participants.get_participant(job["challenge_id"], job["member_id"]),
+                                    now, rules)
     elif job.get("kind") == "campaign":
         decision = decide_scheduled(snapshot, now, rules, template.category,
                                     {"link": rules.messaging.link_base + job["member_id"], **job.get("variables", {})})
@@ -121,7 +134,17 @@ def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "R
     earlier = existing.history if existing is not None else ()
     queued = replace(record, created_at=existing.created_at if existing is not None else now,
                      history=earlier + (("queued", now.isoformat(), ""),))
-    ok = store.requeue_deferred(queued, caps) if existing is not None else store.create_message(queued, caps)
+    daily = job["on"] if job.get("kind") == "challenge" else None
+    try:
+        ok = store.requeue_deferred(queued, caps, daily) if existing is not None else \
+            store.create_message(queued, caps, daily)
+    except DailyMessageTaken:
+        reason = "one_challenge_message_a_day"
+        if existing is not None:
+            store.record_status(message_id, "skipped", now, reason)
+        elif not store.create_message(replace(record, status="skipped", history=(("skipped", now.isoformat(), reason),))):
+            return "duplicate"
+        return "skipped:" + reason
     if not ok:
         return route_again_if_waiting(store, queues, message_id)
     queues.send(queued.channel, {"message_id": message_id, "channel": queued.channel})

@@ -19,6 +19,11 @@ from .dispatch import CapCounters, MemberSnapshot
 from .outbox import ClaimRefused, OutboxRecord
 
 
+class DailyMessageTaken(Exception):
+    """The member has had their one message of this kind for that member-local day
+    (create_message's `daily`): nothing was written."""
+
+
 @dataclass(frozen=True)
 class DeferredJob:
     """A job waiting for its send window; `key` says where it is stored (for its removal)."""
@@ -50,14 +55,19 @@ class MessagingStore(Protocol):
         """Caps, the consent in force per channel, lots and profile, in one read."""
 
     # --- outbox ---------------------------------------------------------------------------
-    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                       daily: str | None = None) -> bool:
         """Write a new record; False if the message exists (a duplicate job). With `caps`
         (as read, as they become) the member's marketing counters move in the same write:
-        ConcurrentUpdate, and nothing written, when they moved since they were read."""
+        ConcurrentUpdate, and nothing written, when they moved since they were read. With
+        `daily` (a member-local date), the member's one challenge message of that day is
+        taken in the same write: DailyMessageTaken, and nothing written, when another
+        message took it."""
 
-    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                         daily: str | None = None) -> bool:
         """Replace a deferred record by `record` (queued); False if it is no longer
-        deferred (released already). `caps` as for create_message."""
+        deferred (released already). `caps` and `daily` as for create_message."""
 
     def message(self, message_id: str) -> OutboxRecord | None: ...
 

@@ -79,6 +79,10 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
     record = msgs.claim(message_id, channel, now)
     if isinstance(record, ClaimRefused):
         return _not_claimed(record, message_id, channel, queues, now)
+    if record.category == "challenge" and ledger is not None and not _consent_in_force(ledger, record, channel):
+        # a challenge message the member stopped (STOP) between its queueing and now: never sent
+        msgs.record_status(message_id, "suppressed", now, f"{channel} consent withdrawn before sending")
+        return "suppressed:consent_withdrawn"
     payload = record.payloads.get(channel)
     try:
         try:
@@ -105,6 +109,13 @@ def send_message(message_id: str, channel: str, *, msgs, ledger, queues, send: S
                     delay_s=RECORD_AGAIN_S)
         return f"sent:{result.provider}:recorded_later"
     return f"sent:{result.provider}" if marked else f"sent:{result.provider}:after_receipt"
+
+
+def _consent_in_force(ledger, record: OutboxRecord, channel: str) -> bool:
+    """The channel's consent is still opted in (one read: challenge messages only, which
+    go out at their own time to members who may have replied STOP since they were queued)."""
+    history = ledger.consent_history(record.member_id, channel)
+    return bool(history) and history[0].status == "opted_in"
 
 
 def record_accepted(message_id: str, channel: str, accepted: dict, *, msgs) -> str:

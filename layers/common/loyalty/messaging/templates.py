@@ -24,6 +24,8 @@ class WhatsAppTemplate(_Strict):
     languages: dict[str, str] = {"zh-CN": "zh_CN", "zh-HK": "zh_HK", "en": "en"}
     body: tuple[str, ...] = ()                 # variable names, in the template's {{1}}, {{2}} order
     button: str | None = None                  # variable for the URL button's suffix
+    # the category the template was approved under at Meta (None: not declared here)
+    category: Literal["UTILITY", "MARKETING", "AUTHENTICATION"] | None = None
 
 
 class WeChatTemplate(_Strict):
@@ -43,9 +45,12 @@ class SmsTemplate(_Strict):
 class MessageTemplate(_Strict):
     """`marketing` needs marketing consent, counts against the caps and keeps quiet hours;
     `utility` (account facts: balance, expiry, with a link and no offer) and
-    `transactional` (what the member just did) do not count against caps."""
+    `transactional` (what the member just did) do not count against caps; `challenge`
+    (what a member enrolled in a challenge asked for: its tasks, summaries, leaderboards,
+    nudge) is outside the caps but one a member-local day, never in quiet hours, and on
+    WhatsApp an approved UTILITY template (messaging.challenge_messages)."""
 
-    category: Literal["utility", "marketing", "transactional"]
+    category: Literal["utility", "marketing", "transactional", "challenge"]
     whatsapp: WhatsAppTemplate | None = None
     wechat: WeChatTemplate | None = None
     sms: SmsTemplate | None = None
@@ -54,6 +59,13 @@ class MessageTemplate(_Strict):
     # (WhatsApp refuses an empty parameter, 132000; WeChat an empty field, 47003);
     # free-form and SMS texts leave an empty variable out instead.
     placeholders: dict[str, dict[str, str]] = {}
+
+    @model_validator(mode="after")
+    def _challenge_is_utility(self) -> "MessageTemplate":
+        if self.category == "challenge" and self.whatsapp is not None and self.whatsapp.category != "UTILITY":
+            raise ValueError("whatsapp.category: a challenge message is sent as a template approved as UTILITY "
+                             "(a service message, never an ad): declare it")
+        return self
 
     @model_validator(mode="after")
     def _locales(self) -> "MessageTemplate":

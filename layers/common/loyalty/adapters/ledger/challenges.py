@@ -16,7 +16,7 @@ from datetime import date
 from typing import Iterator
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, NumberSetAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 
 from ...engagement.challenges import (TIE_SCALE, BoardEntry, ChallengeRecord, ChallengeSpec, DrawRecord, Invitation,
@@ -351,6 +351,18 @@ class DynamoChallengeStore:
                                                        consistent_read=True))
         except DoesNotExist:
             return None
+
+    @translated
+    def mark_nudged(self, challenge_id: str, member_id: str, shard: int, on: date) -> None:
+        """The calendar's caring nudge was planned for `on` (once per silence); a
+        participant gone meanwhile is left alone."""
+        item = self.Participant(shard_pk(challenge_id, shard), participant_sk(member_id))
+        try:
+            item.update(actions=[self.Participant.nudged_on.set(on.isoformat())],
+                        condition=self.Participant.pk.exists())
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise
 
     @translated
     def month_points(self, challenge_id: str, member_id: str, shard: int, month: str) -> int:

@@ -3,7 +3,7 @@ the outbox record that counts against them, on condition that they are still wha
 dispatcher read."""
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.expressions.condition import Condition
 
 from ...messaging.dispatch import CapCounters
@@ -37,3 +37,21 @@ def cap_counters(item) -> CapCounters:
     """The counters of a CAPS item (read as a CapsItem, or in the member's partition)."""
     return CapCounters(day=item.day, day_count=int(item.day_count), month=item.month,
                        month_count=int(item.month_count))
+
+
+# One challenge message a member-local day: MEMBER#<id> / SENT#CHALLENGE#<date>, put in the
+# transaction that queues the message, on condition that it does not exist. "SENT#" sorts
+# after PROFILE, so the dispatcher's read of the member (CAPS .. PROFILE) never reads it;
+# the table's TTL removes it after DAILY_KEEP.
+DAILY_SK = "SENT#CHALLENGE#"
+DAILY_KEEP_S = 40 * 86400
+
+
+class DailyItem(TableItem):
+    message_id = UnicodeAttribute()
+    ttl = TTLAttribute()
+
+
+def daily_item(model: type[DailyItem], member_id: str, day: str, message_id: str, at) -> DailyItem:
+    from datetime import timedelta
+    return model(member_pk(member_id), DAILY_SK + day, message_id=message_id, ttl=at + timedelta(seconds=DAILY_KEEP_S))

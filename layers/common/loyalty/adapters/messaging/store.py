@@ -25,7 +25,7 @@ from ...domain import utc_key
 from ...errors import ConcurrentUpdate
 from ...messaging.dispatch import CapCounters, MemberSnapshot
 from ...messaging.outbox import RANK, ClaimRefused, OutboxRecord
-from ...messaging.ports import DeferredJob, StoredPush
+from ...messaging.ports import DailyMessageTaken, DeferredJob, StoredPush
 from ...messaging.pushes import (INBOUND_KEEP_PROCESSED, INBOUND_KEEP_UNPROCESSED, INBOUND_RETRY_AFTER, kind_of,
                                  retry_due)
 from ...privacy import mask_phones
@@ -45,6 +45,7 @@ class _Models:
         self.message = bind(MessageItem, table, client)
         self.alias = bind(ProviderAliasItem, table, client)
         self.caps = bind(caps_.CapsItem, table, client)
+        self.daily = bind(caps_.DailyItem, table, client)
         self.deferred = bind(deferred_.DeferredJobItem, table, client)
         self.push = bind(inbound_.StoredPushItem, table, client)
         self.member = bind(member_.MemberPartItem, table, client)
@@ -135,19 +136,23 @@ class DynamoMessagingStore:
         return MemberSnapshot(profile=profile, consents=consents, lots=tuple(lots), caps=caps)
 
     # --- outbox ------------------------------------------------------------------------
-    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def create_message(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                       daily: str | None = None) -> bool:
         message = self.m.message
-        return self._write_record(message_item(message, record), message.PK.does_not_exist(), record.member_id, caps)
+        return self._write_record(message_item(message, record), message.PK.does_not_exist(), record.member_id, caps,
+                                  daily)
 
-    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None) -> bool:
+    def requeue_deferred(self, record: OutboxRecord, caps: tuple[CapCounters, CapCounters] | None = None,
+                         daily: str | None = None) -> bool:
         message = self.m.message
         return self._write_record(message_item(message, record), message.status == "deferred", record.member_id,
-                                  caps)
+                                  caps, daily)
 
     def _write_record(self, item: MessageItem, condition, member_id: str,
-                      caps: tuple[CapCounters, CapCounters] | None) -> bool:
-        """The record, and the member's counters when given, in one transaction. Both are
-        puts, which PynamoDB's TransactWrite keeps in call order: reason 0 is the record's."""
+                      caps: tuple[CapCounters, CapCounters] | None, daily: str | None = None) -> bool:
+        """The record, and the member's counters or their day's challenge key when given,
+        in one transaction. All are puts, which PynamoDB's TransactWrite keeps in call
+        order: reason 0 is the record's, 1 the counters' or the day key's."""
         try:
             with TransactWrite(connection=self.m.connection) as transaction:
                 transaction.save(item, condition=condition)
@@ -155,6 +160,10 @@ class DynamoMessagingStore:
                     read, new = caps
                     transaction.save(caps_.caps_item(self.m.caps, member_id, new),
                                      condition=caps_.unchanged_since(self.m.caps, read))
+                elif daily is not None:
+                    transaction.save(caps_.daily_item(self.m.daily, member_id, daily, item.message_id,
+                                                      item.created_at),
+                                     condition=self.m.daily.PK.does_not_exist())
             return True
         except TransactWriteError as exc:
             codes = cancellation_codes(exc)
@@ -163,6 +172,8 @@ class DynamoMessagingStore:
             raise_if_transient(codes, exc)
             if codes[0] == CONDITION_FAILED_REASON:
                 return False                  # the record exists (or is no longer deferred): done before
+            if caps is None and daily is not None:
+                raise DailyMessageTaken(f"the member's challenge message of {daily} is taken") from exc
             raise ConcurrentUpdate("the member's marketing counters moved since they were read") from exc
 
     def message(self, message_id: str) -> OutboxRecord | None:
