@@ -2,9 +2,11 @@
 (`PUT /challenges/{challenge_id}`), and a participant as the calendar, the leaderboard,
 the rewards and the draws read it.
 
-Shapes only; the rules that move them are in the modules beside this one:
-check-ins and enrolment (`checkins`), the calendar's messages (`challenge_calendar`),
-the final ranking, rewards and draws (`challenge_results`)."""
+Shapes only; the rules that move them are in the modules beside this one: check-ins
+(`daily_checkins`), the challenge's set-up and invitations (`challenge_setup`), enrolment
+(`enrolment`), the leaderboards (`standings`), the calendar's messages
+(`challenge_calendar`, `calendar_texts`), the final ranking, rewards, draws and stats
+(`challenge_results`), lucky-draw catalog items (`lucky_draws`)."""
 from __future__ import annotations
 
 import hashlib
