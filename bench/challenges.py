@@ -1,12 +1,8 @@
-"""Challenge figures (E5): items read by one leaderboard page of L entries among P
-participants, through the members API's handler, whatever P; and the quarter-end rewards
-over P participants.
-
-The rewards' figure reads the participants through loyalty.ports.ChallengeReader from the
-tests' fake reader (tests/challenge_fakes.py), which counts the items and Queries DynamoDB
-would bill for them (pages of one shard's partition); everything the results write and read
-(the snapshot, the final record, its progress, each member's reward with its idempotency
-record) goes to DynamoDB in the emulator and is counted with botocore hooks."""
+"""Challenge figures (E5), all over DynamoDB in the emulator, counted with botocore hooks:
+a leaderboard page of L entries among P participants through the members API's handler,
+whatever P; the quarter-end rewards and a draw over P participants; and the calendar's
+weekday fan-out over P participants, read shard by shard by the real handler, then jobs
+through the real dispatcher."""
 from __future__ import annotations
 
 import json
@@ -106,52 +102,61 @@ def participant_event(challenge_id: str, member_id: str) -> dict:
 
 
 def quarter_end_rewards(aws, counter, row, participants: int = 1000) -> None:
-    from loyalty.adapters.ledger import DynamoLedgerStore, LedgerTable
+    """The final ranking and rewards over P participants, and a draw among a day's
+    check-ins: participants, the snapshot, the records and the rewards all in DynamoDB
+    in the emulator, read and written by the real store, counted with botocore hooks."""
+    from loyalty.adapters.ledger import LedgerTable
+    from loyalty.adapters.ledger.challenges import participant_item
     from loyalty.adapters.ledger.results import DynamoResultsStore
-    from loyalty.engagement.challenge_results import finish_challenge
+    from loyalty.engagement import draws
+    from loyalty.engagement.challenge_results import finish_challenge, run_challenge_draw
+    from loyalty.engagement.challenges import ChallengeRecord, ChallengeSpec, DrawRecord, Participant, shard_of
     from loyalty.rules import build_rules
-    from tests.challenge_fakes import FakeChallengeReader
 
     aws.reset()
     table = aws.environ["TABLE_NAME"]
+    from loyalty.adapters.ledger import DynamoLedgerStore
     ledger = DynamoLedgerStore(table, 4)            # the layer's boto3 client: counted
     results = DynamoResultsStore(LedgerTable(table))
     rules = build_rules()
-    reader = FakeChallengeReader(page_size=1000)    # ~300 B a participant: a 1 MB page holds ~3,000
-    reader.put_challenge("bench-q", "2026-01-01", days=90, draws_=(("week-2", "2026-01-14", 3),))
-    say(f"enrolling {participants} participants in a challenge of 8 shards ...")
-    for i in range(participants):
-        reader.enrol("bench-q", f"p-{i:06d}", points=(i * 7919) % 1800, checked="1" * (i % 90))
-    shards = reader.challenges["bench-q"].shards
+    spec = ChallengeSpec(name="Bench quarter", starts_on=date(2026, 1, 1),
+                         draws=[{"draw_id": "week-2", "on": "2026-01-14", "winners": 3}])
+    seed = draws.new_seed()
+    record = ChallengeRecord("bench-q", spec, (DrawRecord("week-2", date(2026, 1, 14), 3, seed, draws.commitment(seed)),),
+                             "2026-01-01T00:00:00+08:00", "2026-01-01T00:00:00+08:00")
+    ledger.put_challenge(record, 0, None)
+    say(f"enrolling {participants} participants in a challenge of {record.shards} shards ...")
+    with ledger.Participant.batch_write() as batch:
+        for i in range(participants):
+            member, checked = f"p-{i:06d}", "1" * (i % 90)
+            batch.save(participant_item(ledger.Participant, Participant(
+                challenge_id="bench-q", member_id=member, enrolled_at="2026-01-01T09:00:00+08:00", source="api",
+                points=(i * 7919) % 1800, checked=checked, days_checked_in=checked.count("1"),
+                shard=shard_of(member, record.shards))))
+    shards = record.shards
     counter.reset()
-    reader.items_read = reader.queries = 0
-    done = finish_challenge(reader, results, ledger, rules, "bench-q", parse_time("2026-04-01T00:30:00+08:00"))
+    done = finish_challenge(ledger, results, ledger, rules, "bench-q", parse_time("2026-04-01T00:30:00+08:00"))
     rewarded = done["rewarded"]
-    items = reader.items_read + counter.items_read
     transactions = counter.calls["TransactWriteItems"]
     row(f"quarter-end rewards, P={participants}: participants rewarded", str(rewarded), str(participants),
         rewarded == participants and done["status"] == "done")
-    row(f"quarter-end rewards, P={participants}: items read (participants {reader.items_read} in "
-        f"{reader.queries} pages + results {counter.items_read})", str(items),
-        f"≤ 1.05·P + {shards} = {1.05 * participants + shards:.0f}", items <= 1.05 * participants + shards)
+    row(f"quarter-end rewards, P={participants}: items read", str(counter.items_read),
+        f"≤ 1.05·P + {shards} = {1.05 * participants + shards:.0f}", counter.items_read <= 1.05 * participants + shards)
     row("quarter-end rewards: Scans", str(counter.calls["Scan"]), "0", counter.calls["Scan"] == 0)
     row("quarter-end rewards: write calls per rewarded participant",
         f"{transactions / max(rewarded, 1):.2f} (+ {counter.writes - transactions} for the snapshot and progress)",
         "1", transactions == rewarded)
     counter.reset()
-    reader.items_read = 0
-    again = finish_challenge(reader, results, ledger, rules, "bench-q", parse_time("2026-04-02T00:30:00+08:00"))
-    row("quarter-end rewards re-run: reward writes / participant items read",
-        f"{counter.calls['TransactWriteItems']} / {reader.items_read}", "0 / 0",
-        again == done and counter.calls["TransactWriteItems"] == 0 and reader.items_read == 0)
+    again = finish_challenge(ledger, results, ledger, rules, "bench-q", parse_time("2026-04-02T00:30:00+08:00"))
+    row("quarter-end rewards re-run: reward writes / items read",
+        f"{counter.calls['TransactWriteItems']} / {counter.items_read}", "0 / ≤ 3 (the challenge and the final record)",
+        again == done and counter.calls["TransactWriteItems"] == 0 and counter.items_read <= 3)
 
-    from loyalty.engagement.challenge_results import run_challenge_draw
     counter.reset()
-    reader.items_read = reader.queries = 0
-    record = run_challenge_draw(reader, results, rules, "bench-q", "week-2", parse_time("2026-01-15T00:05:00+08:00"))
-    items = reader.items_read + counter.items_read
-    row(f"challenge draw, P={participants}: items read (participants {reader.items_read}, {record['entrants']} "
-        f"entrants)", str(items), f"≤ P + {shards} = {participants + shards}", items <= participants + shards)
+    drawn = run_challenge_draw(ledger, results, rules, "bench-q", "week-2", parse_time("2026-01-15T00:05:00+08:00"))
+    row(f"challenge draw, P={participants}: items read ({drawn['entrants']} entrants)", str(counter.items_read),
+        f"≤ 1.05·P + {shards} = {1.05 * participants + shards:.0f}",
+        counter.items_read <= 1.05 * participants + shards)
     row("challenge draw: write calls (entrant list + conditional record) / Scans",
         f"{counter.writes} / {counter.calls['Scan']}", "2 / 0", counter.writes == 2 and counter.calls["Scan"] == 0)
 
