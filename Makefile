@@ -40,8 +40,10 @@ run: venv
 		$(BIN)/python -m infra.local serve --port $(PORT) --demo $(DEMO)
 
 ## make test: lint (cfn-lint, sam validate, checkov) and build the template, then unit, integration and end-to-end tests
+## (in TEST_WORKERS processes, each taking whole test files; TEST_WORKERS=0 runs them in this one)
+TEST_WORKERS ?= 2
 test: venv lint build
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) tests
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
