@@ -26,6 +26,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _clock() -> datetime:
+    """The request's time (API Gateway's, to the millisecond; on the local stack its
+    simulated clock): what the challenge's routes measure days, draws and the end by."""
+    return request_time(app.current_event.raw_event, _now())
+
+
 def _body(model: str):
     """The body parsed into the request model named `model` (pydantic loads on first use)."""
     from loyalty.web import models
@@ -252,7 +258,7 @@ def get_lucky_draw_entrants(item_id: str):
 def run_challenge_draw(challenge_id: str, draw_id: str):
     from loyalty.engagement.challenge_results import run_challenge_draw
     return reply(200, run_challenge_draw(wiring.challenge_reader(), wiring.results_store(), wiring.rules(),
-                                         challenge_id, draw_id, _now()))
+                                         challenge_id, draw_id, _clock()))
 
 
 @app.get("/challenges/<challenge_id>/draws/<draw_id>/entrants")
@@ -267,7 +273,7 @@ def finish_challenge(challenge_id: str):
     # a bounded share per request (well inside the function's timeout); the answer says
     # "in_progress" until every reward is paid, and the next call continues
     return reply(200, finish_challenge(wiring.challenge_reader(), wiring.results_store(), wiring.account_store(),
-                                       wiring.rules(), challenge_id, _now(), max_credits=FINISH_CREDITS_PER_CALL))
+                                       wiring.rules(), challenge_id, _clock(), max_credits=FINISH_CREDITS_PER_CALL))
 
 
 @app.get("/challenges/<challenge_id>/results")
@@ -281,7 +287,7 @@ def get_challenge_results(challenge_id: str):
 @app.get("/challenges/<challenge_id>/stats")
 def get_challenge_stats(challenge_id: str):
     from loyalty.engagement.challenge_results import challenge_stats
-    return reply(200, challenge_stats(wiring.challenge_reader(), wiring.rules(), challenge_id, _now()))
+    return reply(200, challenge_stats(wiring.challenge_reader(), wiring.rules(), challenge_id, _clock()))
 
 
 # --- the check-in challenge (E5) --------------------------------------------------------------
@@ -302,7 +308,7 @@ def put_challenge(challenge_id: str):
     from loyalty.web import models
     challenge_id = _challenge_id(challenge_id)
     spec = models.validate(ChallengeSpec, json_body(app, settings().max_body_bytes))
-    view, created = challenge_setup.put_challenge(wiring.challenge_store(), challenge_id, spec, _now(),
+    view, created = challenge_setup.put_challenge(wiring.challenge_store(), challenge_id, spec, _clock(),
                                                   wiring.rules().program_timezone)
     return reply(201 if created else 200, view)
 
@@ -311,7 +317,7 @@ def put_challenge(challenge_id: str):
 def get_challenge(challenge_id: str):
     from loyalty.engagement import challenge_setup
     record = challenge_setup.get_challenge(wiring.challenge_store(), _challenge_id(challenge_id))
-    return reply(200, challenge_setup.challenge_view(record, _now(), wiring.rules().program_timezone,
+    return reply(200, challenge_setup.challenge_view(record, _clock(), wiring.rules().program_timezone,
                                                      wiring.results_store()))
 
 
@@ -320,7 +326,7 @@ def post_invitations(challenge_id: str):
     from loyalty.engagement import challenge_setup
     body, _ = _body("InvitationsBody")
     return reply(200, challenge_setup.invite(wiring.challenge_store(), wiring.queues(), _challenge_id(challenge_id),
-                                             body.member_ids, caller(app).subject, _now(),
+                                             body.member_ids, caller(app).subject, _clock(),
                                              wiring.rules().program_timezone))
 
 
@@ -329,7 +335,7 @@ def post_enrolment(challenge_id: str):
     from loyalty.engagement import enrolment
     body, _ = _body("EnrolmentBody")
     return reply(200, enrolment.enrol(wiring.challenge_store(), _challenge_id(challenge_id), body.member_id,
-                                      parse_time(body.agreed_at), body.source, body.proof, _now(),
+                                      parse_time(body.agreed_at), body.source, body.proof, _clock(),
                                       wiring.rules().program_timezone))
 
 
@@ -337,7 +343,7 @@ def post_enrolment(challenge_id: str):
 def delete_enrolment(challenge_id: str, member_id: str):
     from loyalty.engagement import enrolment
     return reply(200, enrolment.leave(wiring.challenge_store(), _challenge_id(challenge_id),
-                                      check_member_id(member_id), "api", _now()))
+                                      check_member_id(member_id), "api", _clock()))
 
 
 @app.get("/challenges/<challenge_id>/leaderboard")

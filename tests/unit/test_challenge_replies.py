@@ -88,3 +88,17 @@ def test_the_invitation_carries_the_data_use_notice_and_is_marketing():
     assert "我们会记录您的打卡数据用于积分统计和个性化内容推荐。您可以随时要求查看或删除您的数据。回复'同意'即可开始~" in \
         template.text["zh-CN"]
     assert RULES.template("challenge_enrolled").category == "transactional"
+
+
+@pytest.mark.parametrize("provider, sender, stamped", [("whatsapp", PHONE.lstrip("+"), True), ("twilio", PHONE, False)])
+def test_an_agreement_is_measured_against_the_requests_clock_and_a_twilio_one_came_at_it(msgs, ledger, provider,
+                                                                                         sender, stamped):
+    # the local stack's simulated day (the request's time) is months from the handler's clock
+    member(ledger, channels=("whatsapp", "sms"))
+    challenge(ledger)
+    invite(ledger, Queues(), "c1", ["ana"], "op", NOW, ZONE)
+    clock = NOW + timedelta(minutes=5)
+    outcome = apply_message(inbound("AGREE", provider=provider, sender=sender, at=clock if stamped else None), ledger,
+                            msgs, Queues(), RULES, NOW + timedelta(days=120), clock=clock)
+    assert outcome.handled == "reply:challenge_enrolled"
+    assert ledger.get_participant("c1", "ana") is not None

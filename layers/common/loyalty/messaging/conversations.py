@@ -219,9 +219,9 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
     keyword = classify_keyword(message.text)
     snapshot = msgs.member_snapshot(member)
     current = snapshot.consents.get(channel)
-    at = _when(message.at, now)
+    at = _when(message.at, clock or now)   # a message without its own time (Twilio) came at the request's
     if keyword == "opt_in" and is_agreement(message.text) and hasattr(ledger, "open_invitations"):
-        joined = _enrol_by_reply(message, ledger, member, channel, rules, at, now)
+        joined = _enrol_by_reply(message, ledger, member, channel, rules, at, clock or now)
         if joined is not None:   # the answer to an invitation (E5): enrolled, confirmed on this channel
             return _reply("challenge_enrolled", _enrolled_variables(joined, snapshot), member, message, snapshot,
                           msgs, queues, rules, now, passive)
