@@ -26,7 +26,8 @@ def checkin_event(member: str, at: str) -> dict:
 
 def _members(aws, prefix: str, n: int, enrolled: bool) -> list[str]:
     """Members with a profile (not counted); `enrolled`: in a challenge running today."""
-    from loyalty.engagement.challenges import shard_of
+    from loyalty.adapters.ledger.challenges import participant_item
+    from loyalty.engagement.challenges import Participant, shard_of
     from loyalty.engagement.state import CheckinState, Engagement
     from loyalty.records import Change, Profile
     store, members = ledger_store(aws), [f"{prefix}{i}" for i in range(n)]
@@ -37,6 +38,9 @@ def _members(aws, prefix: str, n: int, enrolled: bool) -> list[str]:
         if enrolled:
             store.commit(Change(member_id=member, expected_version=0, engagement=Engagement(checkin=CheckinState(
                 challenges=(("bench-q", *window, shard_of(member)),)))))
+            participant_item(store.Participant, Participant(
+                challenge_id="bench-q", member_id=member, enrolled_at=f"{window[0]}T09:00:00+08:00", source="api",
+                shard=shard_of(member))).save()
     return members
 
 

@@ -38,7 +38,7 @@ class FakeChallengeReader:
             if page:
                 yield page
 
-    def get_participant(self, challenge_id: str, member_id: str) -> Participant | None:
+    def get_participant(self, challenge_id: str, member_id: str, shard: int | None = None) -> Participant | None:
         return self.people.get(challenge_id, {}).get(member_id)
 
     # --- set-up (what the challenge store's writes would do) ---
@@ -116,7 +116,7 @@ class FakeChallenges:
             self.items_read += len(page)
             yield page
 
-    def get_participant(self, challenge_id: str, member_id: str) -> Participant | None:
+    def get_participant(self, challenge_id: str, member_id: str, shard: int | None = None) -> Participant | None:
         self.gets += 1
         return self.people.get(challenge_id, {}).get(member_id)
 

@@ -140,7 +140,7 @@ class ChallengeReader(Protocol):
     def participants(self, challenge_id: str, shard: int) -> Iterator[list[Participant]]:
         """Pages of the participants in `shard` (a Query of one partition, never a Scan)."""
 
-    def get_participant(self, challenge_id: str, member_id: str) -> Participant | None: ...
+    def get_participant(self, challenge_id: str, member_id: str, shard: int | None = None) -> Participant | None: ...
 
 
 class ChallengeStore(ChallengeReader, Protocol):

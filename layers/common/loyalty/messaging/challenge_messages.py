@@ -30,7 +30,8 @@ CATEGORY = "challenge"
 class ParticipantReader(Protocol):
     """ports.ChallengeReader's get_participant: all the dispatcher reads of a challenge."""
 
-    def get_participant(self, challenge_id: str, member_id: str) -> "Participant | None": ...
+    def get_participant(self, challenge_id: str, member_id: str,
+                        shard: int | None = None) -> "Participant | None": ...
 
 
 def daily_key(job: dict) -> str:

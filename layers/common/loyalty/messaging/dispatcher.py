@@ -77,7 +77,7 @@ def _dispatch_once(job: dict, store: "MessagingStore", queues: Queues, rules: "R
         if participants is None:
             raise LookupError("a challenge job needs the challenge store to read its participant")
         decision = decide_challenge(job, snapshot,
-                                    lambda: participants.get_participant(job["challenge_id"], job["member_id"]),
+                                    lambda: participants.get_participant(job["challenge_id"], job["member_id"], job.get("shard")),
                                     now, rules)
     elif job.get("kind") == "campaign":
         decision = decide_scheduled(snapshot, now, rules, template.category,
