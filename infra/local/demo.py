@@ -109,6 +109,7 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
 
     _tiers(s, now)
     _engagement(s, now)
+    _challenge(s)
     _messaging(s, first, now)
 
     expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
@@ -194,6 +195,35 @@ def _engagement(s: Story, now: datetime) -> None:
     s.say(now - timedelta(days=1), f"Eve's first order, HK$300 -> {first['points']:+} (the order and the "
                                    f"first-order milestone), and Ana's referral reward: Ana's balance "
                                    f"{ana['balance']}")
+
+
+def _challenge(s: Story) -> None:
+    """The first three days of a 90-day check-in challenge (seed 002): put, enrolled,
+    checked in (one member misses a day), the leaderboard and the draw's commitment."""
+    health = s.http.get(s.base + "/_local/health", timeout=30).json()
+    clock = datetime.fromisoformat(health["clock"].replace("Z", "+00:00")) if health.get("clock") else \
+        datetime.now(timezone.utc)
+    days = [clock - timedelta(hours=47), clock - timedelta(hours=23), clock]   # inside the 48 h a check-in may lag
+    start = days[0].astimezone(SHANGHAI).date()
+    challenge = s.call("PUT", "/challenges/demo-q", {
+        "name": "90 天打卡挑战", "starts_on": start.isoformat(), "days": 90,
+        "draws": [{"draw_id": "week-1", "on": (start + timedelta(days=6)).isoformat(), "winners": 1}]})
+    s.say(days[0], f"an operator puts a 90-day check-in challenge from {start}: draw week-1's commitment "
+                   f"{challenge['draws'][0]['commitment'][:16]}... is public before the draw")
+    for member, name in (("lin", "Lin"), ("kai", "Kai")):
+        s.call("PUT", f"/members/{member}", {"name": name, "locale": "zh-CN", "time_zone": "Asia/Shanghai"})
+        s.call("POST", "/challenges/demo-q/enrolments", {"member_id": member, "agreed_at": days[0].isoformat(),
+                                                         "source": "app", "proof": "member app: 同意"})
+    s.say(days[0], "Lin and Kai agree in the member app: POST /challenges/demo-q/enrolments (consent with its proof)")
+    for n, at in enumerate(days, start=1):
+        for member in ("lin", "kai"):
+            if member == "kai" and n == 2:
+                continue   # Kai misses day 2: his streak starts again
+            answer = s.call("POST", f"/members/{member}/checkins", {"at": at.isoformat()})
+            s.say(at, f"{member.title()} checks in: day {answer['date']}, streak {answer['streak']}, "
+                      f"+{answer['points']}" + (" (already today)" if answer["already_checked_in"] else ""))
+    board = s.call("GET", "/challenges/demo-q/leaderboard?period=all&limit=10")["entries"]
+    s.say(days[-1], "leaderboard: " + ", ".join(f"{e['rank']}. {e['name']} {e['points']}" for e in board))
 
 
 def _messaging(s: Story, first: datetime, now: datetime) -> None:

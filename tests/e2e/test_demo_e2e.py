@@ -25,6 +25,8 @@ def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
         assert "-> credited +5" in output and "credited once" in output, output    # an activity (E1)
         assert "-> held:" in output and "approves it -> approved" in output, output  # a review
         assert "tier silver at once" in output, output                             # a tier-up (E7)
+        assert "Lin checks in: day" in output and "leaderboard: 1. L* " in output, output   # the challenge (E4, E5)
+        assert "Kai checks in" in output and "is public before the draw" in output, output
         token = requests.post(running.api_url + "/_local/token", json={}, timeout=10).json()["access_token"]
         assert requests.get(running.api_url + "/members/ana/points", timeout=10,
                             headers={"Authorization": f"Bearer {token}"}).json()["balance"] == 48 + 50 + 200   # + Eve's referral
