@@ -1,4 +1,5 @@
 """Integration tests talk to the AWS emulator over HTTP, as boto3 does in Lambda."""
+import json
 import os
 
 import pytest
@@ -24,3 +25,15 @@ def fresh_aws(aws):
     aws.reset()
     wiring.reset()
     yield aws
+
+
+# What the table holds, as one comparable text (the contracts' "a refusal changed nothing").
+@pytest.fixture
+def stored_text(fresh_aws):
+    client, table = fresh_aws.client("dynamodb"), fresh_aws.environ["TABLE_NAME"]
+
+    def everything() -> str:
+        items = [item for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+                 for item in page["Items"]]
+        return json.dumps(sorted(json.dumps(i, sort_keys=True) for i in items))
+    return everything

@@ -1,6 +1,5 @@
 """Daily check-ins over DynamoDB in the emulator: the same tests as the fake's, and the
 faults the emulator never makes on its own."""
-import json
 
 import pytest
 
@@ -14,16 +13,6 @@ from tests.integration.faults import cancel_next_transaction
 def store(fresh_aws):
     return DynamoLedgerStore(fresh_aws.environ["TABLE_NAME"], shards=4, client=fresh_aws.client("dynamodb"))
 
-
-@pytest.fixture
-def stored_text(fresh_aws):
-    client, table = fresh_aws.client("dynamodb"), fresh_aws.environ["TABLE_NAME"]
-
-    def everything() -> str:
-        items = [item for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-                 for item in page["Items"]]
-        return json.dumps(sorted(json.dumps(i, sort_keys=True) for i in items))
-    return everything
 
 
 def test_a_transaction_conflict_is_transient_never_a_duplicate_and_the_retry_credits_once(store, fresh_aws,

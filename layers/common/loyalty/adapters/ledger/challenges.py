@@ -25,7 +25,7 @@ from ...errors import AlreadyApplied, ConcurrentUpdate
 from ...records import Change, Consent
 from .base import (LEADERBOARD_INDEX, Cancelled, JsonText, LedgerModel, LedgerTable, Transaction, member_pk,
                    raw_pages, translated)
-from .consents import ConsentItem, consent_sk
+from .consents import ConsentItem, consent_item
 
 CHALLENGE = "CHALLENGE"
 LISTING = "CHALLENGES"
@@ -301,10 +301,7 @@ class DynamoChallengeStore:
         tx = self.transaction(change)   # the account part (DynamoAccountStore)
         model = self.Participant
         tx.put("participant-new", participant_item(model, participant), model.pk.does_not_exist())
-        consent_model = self.table.bind(ConsentItem)
-        tx.put("consent", consent_model(member_pk(consent.member_id), consent_sk(consent), channel=consent.channel,
-                                        status=consent.status, source=consent.source, at=consent.at,
-                                        proof=consent.proof))
+        tx.put("consent", consent_item(self.table.bind(ConsentItem), consent))
         try:
             tx.commit()
         except Cancelled as cancelled:
@@ -322,10 +319,7 @@ class DynamoChallengeStore:
                   model.pk.exists() & model.opted_out.does_not_exist())
         for month in months:
             tx.delete("score", self.Score(pk, score_sk(month, participant.member_id)))
-        consent_model = self.table.bind(ConsentItem)
-        tx.put("consent", consent_model(member_pk(consent.member_id), consent_sk(consent), channel=consent.channel,
-                                        status=consent.status, source=consent.source, at=consent.at,
-                                        proof=consent.proof))
+        tx.put("consent", consent_item(self.table.bind(ConsentItem), consent))
         try:
             tx.commit()
         except Cancelled as cancelled:

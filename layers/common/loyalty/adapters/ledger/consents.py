@@ -24,6 +24,12 @@ def consent_sk(consent: Consent) -> str:
     return f"CONSENT#{consent.channel}#{utc_key(consent.at)}#{rank}#{digest}"
 
 
+def consent_item(model: type[ConsentItem], consent: Consent) -> ConsentItem:
+    """The consent decision as its item: the same decision again is the same key."""
+    return model(member_pk(consent.member_id), consent_sk(consent), channel=consent.channel, status=consent.status,
+                 source=consent.source, at=consent.at, proof=consent.proof)
+
+
 def consent_of(member_id: str, item: ConsentItem) -> Consent:
     return Consent(member_id=member_id, channel=item.channel, status=item.status, source=item.source, at=item.at,
                    proof=item.proof)
@@ -38,8 +44,7 @@ class DynamoConsentStore:
     @translated
     def add_consent(self, consent: Consent) -> None:
         """One unconditional put: the same decision again lands on the same key."""
-        self.Consent(member_pk(consent.member_id), consent_sk(consent), channel=consent.channel,
-                     status=consent.status, source=consent.source, at=consent.at, proof=consent.proof).save()
+        consent_item(self.Consent, consent).save()
 
     @translated
     def consent_history(self, member_id: str, channel: str) -> list[Consent]:
