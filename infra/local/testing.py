@@ -75,15 +75,18 @@ class LocalStackProcess:
 
 def spawn_local_stack(port: int | None = None, *, template: str | Path | None = None,
                       demo: bool = False, timeout: float = 60.0,
-                      env: dict[str, str] | None = None, sandbox: bool = True) -> LocalStackProcess:
+                      env: dict[str, str] | None = None, sandbox: bool = True,
+                      parameters: dict[str, str] | None = None) -> LocalStackProcess:
     """Start `python -m infra.local serve` on `port` (default: a free one) and return
     once GET /_local/health answers 200. RuntimeError with the process's output if it
     exits or is not healthy within `timeout` seconds. The provider sandbox is on unless
-    `sandbox=False`."""
+    `sandbox=False`; `parameters` override the template's (--parameter NAME=VALUE)."""
     port = port or free_port()
     command = [sys.executable, "-m", "infra.local", "serve", "--port", str(port),
                "--demo", "1" if demo else "0", "--sandbox", "1" if sandbox else "0",
                "--template", str(template or DEFAULT_TEMPLATE)]
+    for name, value in (parameters or {}).items():
+        command += ["--parameter", f"{name}={value}"]
     environment = {**os.environ, **(env or {})}
     paths = [str(REPO_ROOT / "layers" / "common"), str(REPO_ROOT)]
     environment["PYTHONPATH"] = os.pathsep.join(

@@ -550,10 +550,17 @@ def test_configs_from_the_environment():
     assert WhatsAppConfig.from_env(env, secrets.get).api_version == "v22.0"
     assert WeChatConfig.from_env(env, secrets.get).base_url == "https://api.weixin.qq.com"
     assert TwilioConfig.from_env(env, secrets.get).public_base_url == "https://x"
+    assert (TwilioConfig.from_env(env, secrets.get).segments_per_s,
+            TwilioConfig.from_env(env, secrets.get).burst_segments) == (1.0, 10.0)   # a long code
+    assert (TwilioConfig.from_env({**env, "TWILIO_SEGMENTS_PER_S": "100"}, secrets.get).segments_per_s,
+            TwilioConfig.from_env({**env, "TWILIO_SEGMENTS_PER_S": "100"}, secrets.get).burst_segments) == (100, 100)
     assert AliyunConfig.from_env(env, secrets.get).sign_name == "会员中心"
     from loyalty.errors import Misconfigured
     with pytest.raises(Misconfigured):
         WhatsAppConfig.from_env({}, secrets.get)
+    for rate in ("0", "-3", "fast"):
+        with pytest.raises(Misconfigured, match="TWILIO_SEGMENTS_PER_S"):
+            TwilioConfig.from_env({**env, "TWILIO_SEGMENTS_PER_S": rate}, secrets.get)
 
 
 def test_each_sender_instance_takes_its_share_of_the_providers_rate():

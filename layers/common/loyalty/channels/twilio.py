@@ -54,7 +54,9 @@ class TwilioConfig:
     public_base_url: str | None = None  # our API as Twilio calls it, for StatusCallback; None: no receipts
     base_url: str = "https://api.twilio.com"
     timeout: tuple[float, float] = TIMEOUT
-    segments_per_s: float = 1.0        # a long code sends about one segment a second; Twilio queues the rest
+    # What the sender sends a second (TWILIO_SEGMENTS_PER_S): a long code about 1 (Twilio
+    # queues the rest), toll-free 3, a short code 100, a Messaging Service its numbers' sum.
+    segments_per_s: float = 1.0
     burst_segments: float = 10.0
 
     @classmethod
@@ -63,9 +65,18 @@ class TwilioConfig:
         sid, sender, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_SENDER"), secret("TWILIO_AUTH_TOKEN")
         if not sid or not sender or not token:
             raise Misconfigured("TWILIO_ACCOUNT_SID, TWILIO_SENDER and the TWILIO_AUTH_TOKEN secret are required")
+        rate = env.get("TWILIO_SEGMENTS_PER_S") or ""
+        try:
+            segments_per_s = float(rate) if rate else cls.segments_per_s
+        except ValueError:
+            segments_per_s = 0.0
+        if not 0 < segments_per_s <= 10000:
+            raise Misconfigured(f"TWILIO_SEGMENTS_PER_S must be a number of segments a second above 0, got {rate!r}")
         return cls(account_sid=sid, auth_token=token, sender=sender,
                    public_base_url=env.get("PUBLIC_BASE_URL") or None,
-                   base_url=env.get("TWILIO_API_BASE") or cls.base_url)
+                   base_url=env.get("TWILIO_API_BASE") or cls.base_url,
+                   # a burst of ten segments, or of one second's worth for a faster sender
+                   segments_per_s=segments_per_s, burst_segments=max(cls.burst_segments, segments_per_s))
 
 
 def twilio_form(config: TwilioConfig, to: str, payload: dict, message_id: str) -> dict[str, str]:
