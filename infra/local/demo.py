@@ -109,7 +109,6 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
 
     _tiers(s, now)
     _engagement(s, now)
-    _challenge(s)
     _messaging(s, first, now)
 
     expiry_day = first.replace(year=first.year + 1) + timedelta(days=1)
@@ -128,6 +127,7 @@ def run(base_url: str, out: Callable[[str], None] = print) -> None:
     out("  Ana's ledger (GET /members/ana/ledger), newest first:")
     for entry in ledger["entries"]:
         out(f"    {entry['type']:<9}{entry['amount']:>+7}  balance {entry['balance_after']:>6}  {entry['reason']}")
+    _challenge(s)
     out("")
     from loyalty import wiring
     from loyalty.services.queries import reconcile
@@ -198,32 +198,94 @@ def _engagement(s: Story, now: datetime) -> None:
 
 
 def _challenge(s: Story) -> None:
-    """The first three days of a 90-day check-in challenge (seed 002): put, enrolled,
-    checked in (one member misses a day), the leaderboard and the draw's commitment."""
-    health = s.http.get(s.base + "/_local/health", timeout=30).json()
-    clock = datetime.fromisoformat(health["clock"].replace("Z", "+00:00")) if health.get("clock") else \
-        datetime.now(timezone.utc)
-    days = [clock - timedelta(hours=47), clock - timedelta(hours=23), clock]   # inside the 48 h a check-in may lag
-    start = days[0].astimezone(SHANGHAI).date()
+    """A week of a 90-day check-in challenge (seed 002) in simulated time, each day a move
+    of the stack's clock to 10:01 (the calendar plans at 00:20, sends at 10:00): the
+    invitation held for the morning, 同意 on WhatsApp and the app, a task a weekday, the
+    Friday summary, check-ins by 签到 and through the app, a missed day, a caring nudge,
+    the week's draw run and verified, the leaderboard."""
+    s.out("")
+    clock = _clock(s)   # where the story's schedules left the stack's clock
+    eve = clock.astimezone(SHANGHAI).date()
+    start = eve + timedelta(days=1)
     challenge = s.call("PUT", "/challenges/demo-q", {
         "name": "90 天打卡挑战", "starts_on": start.isoformat(), "days": 90,
         "draws": [{"draw_id": "week-1", "on": (start + timedelta(days=6)).isoformat(), "winners": 1}]})
-    s.say(days[0], f"an operator puts a 90-day check-in challenge from {start}: draw week-1's commitment "
-                   f"{challenge['draws'][0]['commitment'][:16]}... is public before the draw")
-    for member, name in (("lin", "Lin"), ("kai", "Kai")):
-        s.call("PUT", f"/members/{member}", {"name": name, "locale": "zh-CN", "time_zone": "Asia/Shanghai"})
-        s.call("POST", "/challenges/demo-q/enrolments", {"member_id": member, "agreed_at": days[0].isoformat(),
-                                                         "source": "app", "proof": "member app: 同意"})
-    s.say(days[0], "Lin and Kai agree in the member app: POST /challenges/demo-q/enrolments (consent with its proof)")
-    for n, at in enumerate(days, start=1):
-        for member in ("lin", "kai"):
-            if member == "kai" and n == 2:
-                continue   # Kai misses day 2: his streak starts again
-            answer = s.call("POST", f"/members/{member}/checkins", {"at": at.isoformat()})
-            s.say(at, f"{member.title()} checks in: day {answer['date']}, streak {answer['streak']}, "
-                      f"+{answer['points']}" + (" (already today)" if answer["already_checked_in"] else ""))
+    s.say(clock, f"an operator puts a 90-day check-in challenge from {start}: draw week-1's commitment "
+                 f"{challenge['draws'][0]['commitment'][:16]}... is public before the draw")
+    people = {"lin": ("Lin", "+8613912340001", "zh-CN", "whatsapp"), "kai": ("Kai", "+8613912340002", "en", "sms")}
+    for member, (name, phone, locale, channel) in people.items():
+        s.call("PUT", f"/members/{member}", {"name": name, "phone": phone, "locale": locale,
+                                              "time_zone": "Asia/Shanghai", "preferred_channels": [channel]})
+        s.call("PUT", f"/members/{member}/consents/{channel}", {"status": "opted_in", "source": "checkout_checkbox",
+                                                                "at": (clock - timedelta(days=30)).isoformat()})
+    s.call("POST", "/challenges/demo-q/invitations", {"member_ids": list(people)})
+    s.say(clock, "invited: POST /challenges/demo-q/invitations (Lin on WhatsApp, Kai on SMS); it is past "
+                 "midnight, so the invitation waits for its window")
+    morning = _move(s, clock.astimezone(SHANGHAI).replace(hour=12, minute=5))
+    for sent in _sent(s, people):
+        s.say(morning, f"  -> {sent}")
+    lin_phone = people["lin"][1].lstrip("+")
+    s.call("POST", "/_local/inbound", {"channel": "whatsapp", "from": lin_phone, "text": "同意"})
+    s.call("POST", "/challenges/demo-q/enrolments", {"member_id": "kai", "agreed_at": morning.isoformat(),
+                                                     "source": "app", "proof": "member app: data-use notice 002"})
+    s.say(morning, "Lin replies 同意 on WhatsApp, Kai agrees in the member app: both enrolled, each agreement "
+                   "kept as consent with its proof")
+    for n in range(1, 8):
+        at = _move(s, datetime.combine(start + timedelta(days=n - 1), datetime.min.time(), SHANGHAI)
+                   .replace(hour=10, minute=1))
+        s.out(f"  day {n}, {at:%a %m-%d}")
+        for sent in _sent(s, people):
+            s.say(at, f"  calendar -> {sent}")
+        s.call("POST", "/_local/inbound", {"channel": "whatsapp", "from": lin_phone, "text": "签到"})
+        s.call("POST", "/_local/drain")
+        reply = next((m.get("text") for m in s.call("GET", "/_local/outbox")
+                      if m.get("to") == lin_phone and "/90" in (m.get("text") or "")), "")
+        s.say(at, f"Lin sends 签到 on WhatsApp -> \"{reply}\"")
+        if n in (3, 4, 5):
+            s.say(at, "Kai does not check in")
+            continue
+        answer = s.call("POST", "/members/kai/checkins", {"at": at.replace(minute=30).isoformat()})
+        s.say(at.replace(minute=30), f"Kai checks in in the app: streak {answer['streak']}, +{answer['points']}")
+    after = _move(s, datetime.combine(start + timedelta(days=7), datetime.min.time(), SHANGHAI)
+                  .replace(minute=30))
+    draw = s.call("POST", "/challenges/demo-q/draws/week-1/run")
+    entrants = s.call("GET", "/challenges/demo-q/draws/week-1/entrants")
+    from loyalty.engagement import draws
+    problems = draws.verify(draw, entrants["entrant_ids"])
+    s.say(after, f"draw week-1 (POST .../draws/week-1/run): {', '.join(draw['winners'])} of {draw['entrants']} "
+                 f"entrants; the seed it reveals hashes to the commitment, and the winners recomputed from the "
+                 f"record and the entrant list (make verify-draw) -> {'; '.join(problems) or 'OK'}")
     board = s.call("GET", "/challenges/demo-q/leaderboard?period=all&limit=10")["entries"]
-    s.say(days[-1], "leaderboard: " + ", ".join(f"{e['rank']}. {e['name']} {e['points']}" for e in board))
+    s.say(after, "leaderboard: " + ", ".join(f"{e['rank']}. {e['name']} {e['points']}" for e in board))
+
+
+def _clock(s: Story) -> datetime:
+    health = s.http.get(s.base + "/_local/health", timeout=30).json()
+    return datetime.fromisoformat(health["clock"].replace("Z", "+00:00")) if health.get("clock") else \
+        datetime.now(timezone.utc)
+
+
+def _move(s: Story, at: datetime) -> datetime:
+    """The clock moves to `at`: what the schedules would have run meanwhile runs (the
+    calendar at 00:20, the release of what waited for its hour), the outbox emptied first."""
+    s.http.delete(s.base + "/_local/outbox", timeout=30)
+    s.call("POST", "/_local/schedules/ReleaseDeferredFunction", {"time": at.isoformat()})
+    return at
+
+
+def _sent(s: Story, people: dict) -> list[str]:
+    """The challenge's messages in the outbox, one line each."""
+    names = {phone[-10:]: name for name, phone, *_ in people.values()}   # Aliyun's numbers have no +86
+    lines = []
+    for m in s.call("GET", "/_local/outbox"):
+        name = names.get((m.get("to") or "")[-10:])
+        variables = m.get("variables") or []
+        text = m.get("text") or " / ".join(str(v) for v in (variables.values() if isinstance(variables, dict)
+                                                             else variables))
+        if name and text:
+            lines.append(f"{name} on {m['channel']} via {m['provider']}"
+                         f"{' (' + m['template'] + ')' if m.get('template') else ''}: {text[:90]}")
+    return lines
 
 
 def _messaging(s: Story, first: datetime, now: datetime) -> None:

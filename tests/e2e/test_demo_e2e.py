@@ -8,7 +8,7 @@ from infra.local.testing import spawn_local_stack
 
 def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
     with spawn_local_stack(demo=True, env={"POWERTOOLS_LOG_LEVEL": "WARNING"}, timeout=120) as running:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while "reconcile:" not in running.output() and time.monotonic() < deadline:
             time.sleep(0.2)
         output = running.output()
@@ -25,8 +25,14 @@ def test_the_demo_story_runs_through_and_the_stack_keeps_serving():
         assert "-> credited +5" in output and "credited once" in output, output    # an activity (E1)
         assert "-> held:" in output and "approves it -> approved" in output, output  # a review
         assert "tier silver at once" in output, output                             # a tier-up (E7)
-        assert "Lin checks in: day" in output and "leaderboard: 1. L* " in output, output   # the challenge (E4, E5)
-        assert "Kai checks in" in output and "is public before the draw" in output, output
+        # a week of the challenge (E4, E5): the invitation on both channels, seven days of 签到
+        # replies, the calendar's tasks, the Friday summary, Kai's caring nudge, the draw
+        assert "is public before the draw" in output and "-> Kai on sms via aliyun (SMS_CHALLENGE_INVITATION)" in output
+        assert all(f'Lin sends 签到 on WhatsApp -> "Day {n}/90 ✅ +10' in output for n in range(1, 8)), output
+        assert output.count("Kai does not check in") == 3 and "Kai checks in in the app: streak 1, +10" in output
+        assert "calendar -> Kai on sms via aliyun (SMS_CHALLENGE_UPDATE): We can see you have been busy" in output
+        assert "本周小结" in output and "Your week" in output, output
+        assert "make verify-draw) -> OK" in output and "leaderboard: 1. L* 70, 2. K* 40" in output, output
         token = requests.post(running.api_url + "/_local/token", json={}, timeout=10).json()["access_token"]
         assert requests.get(running.api_url + "/members/ana/points", timeout=10,
                             headers={"Authorization": f"Bearer {token}"}).json()["balance"] == 48 + 50 + 200   # + Eve's referral

@@ -87,3 +87,17 @@ def test_next_send_time_says_none_when_no_moment_is_allowed():
     # quiet hours alone (a notice would use none): the end of the quiet hours
     assert next_send_time(NIGHT, "Asia/Shanghai", [], quiet, use_windows=False) == \
         NIGHT.replace(hour=8, minute=0) + timedelta(days=1)
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "zh-HK", "en"])
+@pytest.mark.parametrize("phone, provider", [("+8613912340002", "aliyun"), ("+447700900123", "twilio")])
+def test_the_default_challenge_invitation_fits_an_sms_with_a_chinese_name(locale, phone, provider):
+    # An English invitation to a +86 number counts 67 characters a segment (China's rule)
+    # and a Chinese challenge name makes any text UCS-2: it once came to 4 segments of 3,
+    # a config error at send, and the member was never invited.
+    from loyalty.channels.providers import SmsComposer
+    rules = build_rules()
+    text = rules.template("challenge_invitation").sms.text[locale].format(challenge="春季90天打卡挑战")
+    composed = SmsComposer(rules.messaging.sms).compose(text, provider=provider, phone=phone, locale=locale,
+                                                         marketing=True)
+    assert composed.segments <= rules.messaging.sms.max_segments
