@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
 import requests
@@ -200,7 +200,7 @@ def _engagement(s: Story, now: datetime) -> None:
 def _challenge(s: Story) -> None:
     """A week of a 90-day check-in challenge (seed 002) in simulated time, each day a move
     of the stack's clock to 10:01 (the calendar plans at 00:20, sends at 10:00): the
-    invitation held for the morning, 同意 on WhatsApp and the app, a task a weekday, the
+    invitation held for its window, 同意 on WhatsApp and the app, a task a weekday, the
     Friday summary, check-ins by 签到 and through the app, a missed day, a caring nudge,
     the week's draw run and verified, the leaderboard."""
     s.out("")
@@ -231,8 +231,7 @@ def _challenge(s: Story) -> None:
     s.say(morning, "Lin replies 同意 on WhatsApp, Kai agrees in the member app: both enrolled, each agreement "
                    "kept as consent with its proof")
     for n in range(1, 8):
-        at = _move(s, datetime.combine(start + timedelta(days=n - 1), datetime.min.time(), SHANGHAI)
-                   .replace(hour=10, minute=1))
+        at = _move(s, _at(start + timedelta(days=n - 1), 10, 1))
         s.out(f"  day {n}, {at:%a %m-%d}")
         for sent in _sent(s, people):
             s.say(at, f"  calendar -> {sent}")
@@ -246,8 +245,7 @@ def _challenge(s: Story) -> None:
             continue
         answer = s.call("POST", "/members/kai/checkins", {"at": at.replace(minute=30).isoformat()})
         s.say(at.replace(minute=30), f"Kai checks in in the app: streak {answer['streak']}, +{answer['points']}")
-    after = _move(s, datetime.combine(start + timedelta(days=7), datetime.min.time(), SHANGHAI)
-                  .replace(minute=30))
+    after = _move(s, _at(start + timedelta(days=7), 0, 30))
     draw = s.call("POST", "/challenges/demo-q/draws/week-1/run")
     entrants = s.call("GET", "/challenges/demo-q/draws/week-1/entrants")
     from loyalty.engagement import draws
@@ -257,6 +255,10 @@ def _challenge(s: Story) -> None:
                  f"record and the entrant list (make verify-draw) -> {'; '.join(problems) or 'OK'}")
     board = s.call("GET", "/challenges/demo-q/leaderboard?period=all&limit=10")["entries"]
     s.say(after, "leaderboard: " + ", ".join(f"{e['rank']}. {e['name']} {e['points']}" for e in board))
+
+
+def _at(day: date, hour: int, minute: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
 
 
 def _clock(s: Story) -> datetime:
