@@ -130,6 +130,19 @@ def test_stop_opts_out_once_and_confirms_once(msgs, ledger):
     assert [name for name, _, _ in queues.sent] == ["whatsapp"]
 
 
+def test_wechats_retry_of_a_stop_gets_the_same_passive_confirmation_and_a_new_stop_none(msgs, ledger):
+    # Our first answer took over WeChat's 5 s, so the member saw nothing: WeChat pushes the
+    # same MsgId again, and that answer is the only one the member sees.
+    member(ledger, channels=("wechat",))
+    queues = Queues()
+    first = apply_message(inbound("STOP", "wx9", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
+    retry = apply_message(inbound("STOP", "wx9", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
+    assert first.handled == "reply:opt_out_confirmed" and first.reply
+    assert (retry.handled, retry.reply) == ("consent:opted_out", first.reply)
+    later = apply_message(inbound("STOP", "wx10", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
+    assert later.reply is None and queues.sent == []
+
+
 def test_a_balance_question_is_answered_once_however_often_the_push_comes(msgs, ledger):
     member(ledger)
     queues = Queues()

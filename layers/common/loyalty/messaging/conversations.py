@@ -234,9 +234,9 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
         if status == "opted_in":
             from ..services.member_rewards import reward_opt_in
             reward_opt_in(ledger, rules, member, now)
-        if not changed or message.provider in PROVIDER_CONFIRMS:
-            return Outcome(f"consent:{status}")
         template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"
+        if not changed or message.provider in PROVIDER_CONFIRMS:
+            return Outcome(f"consent:{status}", reply=_passive_again(msgs, message, template, passive))
         return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now, passive)
     if keyword == "balance":
         return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
@@ -342,6 +342,22 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
     return {"balance": balance, "expiring": expiring, "redeemable": redeemable}
 
 
+def _passive_again(msgs, message: InboundMessage, template_name: str, passive: bool) -> str | None:
+    """WeChat's retry of a push whose answer it never got (ours took over 5 s): the passive
+    reply made for that very push, answered again (the member sees one answer, never two);
+    None for any other push."""
+    if CHANNEL_OF[message.provider] != "wechat" or not passive:
+        return None
+    made = msgs.message(_reply_id(message, template_name))
+    if made is None or made.provider_message_id != f"passive:{message.provider_message_id}":
+        return None
+    return made.payloads["wechat"]["content"]
+
+
+def _reply_id(message: InboundMessage, template_name: str) -> str:
+    return "m-" + stable_id("reply", message.dedup_key, template_name, length=24)
+
+
 def _reply(template_name: str, variables: dict, member: str, message: InboundMessage, snapshot, msgs, queues,
            rules: "Rules", now: datetime, passive: bool = True, *, answer: bool = False) -> Outcome:
     """Answer inside the service window the member just opened: free-form text. WeChat
@@ -353,7 +369,7 @@ def _reply(template_name: str, variables: dict, member: str, message: InboundMes
     template = rules.template(template_name)
     profile = snapshot.profile
     locale = profile.locale if profile and profile.locale else "zh-CN"
-    message_id = "m-" + stable_id("reply", message.dedup_key, template_name, length=24)
+    message_id = _reply_id(message, template_name)
     payload = render(template, channel, locale, variables, message_id=message_id, free_form=True)
     to = message.sender if channel == "wechat" else (message.sender if message.sender.startswith("+")
                                                      else "+" + message.sender)
