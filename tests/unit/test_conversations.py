@@ -138,9 +138,44 @@ def test_wechats_retry_of_a_stop_gets_the_same_passive_confirmation_and_a_new_st
     first = apply_message(inbound("STOP", "wx9", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
     retry = apply_message(inbound("STOP", "wx9", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
     assert first.handled == "reply:opt_out_confirmed" and first.reply
-    assert (retry.handled, retry.reply) == ("consent:opted_out", first.reply)
+    assert (retry.handled, retry.reply) == ("reply:opt_out_confirmed", first.reply)
     later = apply_message(inbound("STOP", "wx10", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
     assert later.reply is None and queues.sent == []
+
+
+@pytest.mark.parametrize("provider,sender", [("wechat", "oAna"), ("whatsapp", PHONE.lstrip("+"))])
+def test_a_push_that_failed_after_its_opt_out_was_recorded_is_confirmed_on_the_retry(msgs, ledger, monkeypatch,
+                                                                                      provider, sender):
+    # The first try wrote the decision, then the store failed before the confirmation was
+    # made (our webhook answered 503): the provider's retry must still confirm, once.
+    member(ledger, channels=(provider,))
+    queues = Queues()
+    create = msgs.create_message
+
+    def failing(*args, **kw):
+        raise Transient("the store is busy")
+
+    monkeypatch.setattr(msgs, "create_message", failing)
+    with pytest.raises(Transient):
+        apply_message(inbound("STOP", "in-9", provider=provider, sender=sender), ledger, msgs, queues, RULES, NOW)
+    monkeypatch.setattr(msgs, "create_message", create)
+    retry = apply_message(inbound("STOP", "in-9", provider=provider, sender=sender), ledger, msgs, queues, RULES, NOW)
+    assert retry.handled == "reply:opt_out_confirmed"
+    assert (retry.reply is not None) == (provider == "wechat")
+    assert [name for name, _, _ in queues.sent] == ([] if provider == "wechat" else ["whatsapp"])
+    again = apply_message(inbound("STOP", "in-9", provider=provider, sender=sender), ledger, msgs, queues, RULES, NOW)
+    assert again.reply == retry.reply   # the same reply, routed again while it waits: the sender sends it once
+    assert len({body["message_id"] for _, body, _ in queues.sent}) == (0 if provider == "wechat" else 1)
+
+
+def test_the_retry_of_a_stop_sent_by_a_member_already_opted_out_confirms_nothing(msgs, ledger):
+    member(ledger, channels=("wechat",))
+    queues = Queues()
+    apply_message(inbound("STOP", "wx1", provider="wechat", sender="oAna"), ledger, msgs, queues, RULES, NOW)
+    later = NOW + timedelta(hours=1)
+    twice = [apply_message(inbound("STOP", "wx2", provider="wechat", sender="oAna", at=later), ledger, msgs, queues,
+                           RULES, later) for _ in range(2)]
+    assert [(o.handled, o.reply) for o in twice] == [("consent:opted_out", None)] * 2
 
 
 def test_a_balance_question_is_answered_once_however_often_the_push_comes(msgs, ledger):

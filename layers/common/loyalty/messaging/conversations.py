@@ -227,8 +227,7 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
                           msgs, queues, rules, now, passive)
     if keyword in ("opt_out", "opt_in"):
         status = "opted_out" if keyword == "opt_out" else "opted_in"
-        # a decision older than the one in force (a push applied late) changes nothing
-        changed = current is None or (current.status != status and current.at <= at)
+        changed = _changes_consent(ledger, member, channel, current, status, at, message)
         ledger.add_consent(Consent(member, channel, status, f"keyword:{message.text.strip()[:32]}", at,
                                    proof=message.dedup_key))
         if status == "opted_in":
@@ -236,7 +235,7 @@ def apply_message(message: InboundMessage, ledger, msgs, queues, rules: "Rules",
             reward_opt_in(ledger, rules, member, now)
         template = "opt_out_confirmed" if keyword == "opt_out" else "opt_in_confirmed"
         if not changed or message.provider in PROVIDER_CONFIRMS:
-            return Outcome(f"consent:{status}", reply=_passive_again(msgs, message, template, passive))
+            return Outcome(f"consent:{status}")
         return _reply(template, {}, member, message, snapshot, msgs, queues, rules, now, passive)
     if keyword == "balance":
         return _reply("balance_reply", _balance_variables(snapshot, rules, now), member, message, snapshot, msgs,
@@ -342,16 +341,16 @@ def _balance_variables(snapshot, rules: "Rules", now: datetime) -> dict:
     return {"balance": balance, "expiring": expiring, "redeemable": redeemable}
 
 
-def _passive_again(msgs, message: InboundMessage, template_name: str, passive: bool) -> str | None:
-    """WeChat's retry of a push whose answer it never got (ours took over 5 s): the passive
-    reply made for that very push, answered again (the member sees one answer, never two);
-    None for any other push."""
-    if CHANNEL_OF[message.provider] != "wechat" or not passive:
-        return None
-    made = msgs.message(_reply_id(message, template_name))
-    if made is None or made.provider_message_id != f"passive:{message.provider_message_id}":
-        return None
-    return made.payloads["wechat"]["content"]
+def _changes_consent(ledger, member: str, channel: str, current, status: str, at: datetime,
+                     message: InboundMessage) -> bool:
+    """Whether this keyword changes the member's decision. A decision older than the one in
+    force (a push applied late) changes nothing. The provider's retry of a push whose first
+    try recorded the decision and then failed (a 503 before the reply was made) is judged
+    against the decision before that push, so its confirmation is still made."""
+    if current is not None and current.proof == message.dedup_key and current.status == status:
+        before = next((c for c in ledger.consent_history(member, channel) if c.proof != message.dedup_key), None)
+        return before is None or before.status != status
+    return current is None or (current.status != status and current.at <= at)
 
 
 def _reply_id(message: InboundMessage, template_name: str) -> str:
