@@ -6,6 +6,7 @@ import pytest
 
 from loyalty.engagement.challenge_setup import invite, put_challenge
 from loyalty.engagement.challenges import ChallengeSpec
+from loyalty.errors import Transient
 from loyalty.messaging.conversations import apply_message
 from tests.unit.messaging_fakes import NOW, PHONE, RULES, Queues, ledger, member, msgs  # noqa: F401
 from tests.unit.test_conversations import inbound
@@ -53,6 +54,30 @@ def test_agreeing_again_or_without_an_invitation_is_the_channels_opt_in(msgs, le
     assert apply_message(inbound("同意", dedup="wamid.IN3"), ledger, msgs, Queues(), RULES,
                          NOW).handled.startswith("consent:")
     assert ledger.get_participant("c1", "ana").proof == "wamid.IN2 同意"
+
+
+def test_the_retry_of_an_agreement_whose_confirmation_failed_confirms_it(msgs, ledger, monkeypatch):
+    # The first try enrolled her, then the store failed before the confirmation was made
+    # (our webhook answered 503): the provider's retry confirms the enrolment, once.
+    member(ledger)
+    challenge(ledger)
+    invite(ledger, Queues(), "c1", ["ana"], "op", NOW, ZONE)
+    create = msgs.create_message
+
+    def failing(*args, **kw):
+        raise Transient("the store is busy")
+
+    monkeypatch.setattr(msgs, "create_message", failing)
+    with pytest.raises(Transient):
+        apply_message(inbound("同意", dedup="wamid.IN2"), ledger, msgs, Queues(), RULES, NOW)
+    monkeypatch.setattr(msgs, "create_message", create)
+    assert ledger.get_participant("c1", "ana").proof == "wamid.IN2 同意"
+    queues = Queues()
+    for _ in range(2):
+        assert apply_message(inbound("同意", dedup="wamid.IN2"), ledger, msgs, queues, RULES,
+                             NOW).handled == "reply:challenge_enrolled"
+    assert len([r for r in msgs.member_messages("ana", 10) if r.template == "challenge_enrolled"]) == 1
+    assert len({body["message_id"] for _, body, _ in queues.sent}) == 1
 
 
 def test_an_invitation_to_a_challenge_that_ended_enrols_nobody(msgs, ledger):

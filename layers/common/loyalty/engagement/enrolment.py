@@ -79,15 +79,20 @@ def enrol_by_reply(store, member_id: str, channel: str, message_id: str, text: s
                    zone: str) -> list[ChallengeRecord]:
     """A reply 同意 / AGREE: enrol the member in each challenge they have an open
     invitation to and are not in yet (source "keyword:<channel>", proof: the inbound
-    message's id and text). The challenges enrolled in now (none: the reply is the
-    channel's opt-in as before)."""
+    message's id and text). The challenges enrolled in by this reply, its retries included
+    (none: the reply is the channel's opt-in as before)."""
     today = program_day(now, zone)
     enrolled = []
     for invitation in store.open_invitations(member_id, today):
         record = store.get_challenge(invitation.challenge_id)
         if record is None or status_of(record.spec, today) == "ended":
             continue
-        if store.get_participant(record.challenge_id, member_id, shard_of(member_id, record.shards)) is not None:
+        existing = store.get_participant(record.challenge_id, member_id, shard_of(member_id, record.shards))
+        if existing is not None:
+            # the provider's retry of the very reply that enrolled them (its first try failed
+            # before the confirmation was made): enrolled by it, so it is confirmed again
+            if not existing.opted_out and (existing.proof or "").split(" ")[0] == message_id:
+                enrolled.append(record)
             continue
         try:
             enrol(store, record.challenge_id, member_id, at, f"keyword:{channel}",
