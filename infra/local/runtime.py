@@ -12,7 +12,8 @@ emulator with dummy credentials, so nothing can reach a real AWS account.
 
 Handlers run concurrently on threads, sharing module globals: unlike Lambda, where
 each concurrent call has its own container. To keep lazy initialisation (a cached
-client, a settings object) from racing, a function's first call runs alone.
+client, a settings object) from racing, a function's first call runs alone; Powertools'
+event handler keeps the request it resolves per thread here (resolver_state.py).
 
 Each call runs as its function (iam.acting_as), and the runtime installs the header
 that tells the emulator which function makes an AWS call (iam.IdentityHeader), so
@@ -34,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from . import resolver_state
 from .iam import IdentityHeader, acting_as
 from .template import FunctionSpec, TemplateModel
 
@@ -198,6 +200,7 @@ class FunctionRuntime:
         """Set the environment, put layers on sys.path and import every handler."""
         self._environment = EnvironmentPatch(self.environment()).apply()
         self._identity.install()
+        resolver_state.apply()   # Powertools' current request, one per thread (resolver_state.py)
         for function in self.model.functions.values():
             for layer_dir in function.layer_dirs:
                 if str(layer_dir) not in sys.path:
