@@ -40,7 +40,7 @@ from .aws_faults import AwsFaults, drop_connection
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_SCALE = 0.01
-_LONG_POLL_INTERVAL = 0.02  # seconds between short polls while a long poll waits
+_LONG_POLL_INTERVAL = 0.1  # at most this long between short polls while a long poll waits (SQS timers)
 
 
 def time_scale_from_env(environ: dict | None = None) -> float:
@@ -92,6 +92,10 @@ class Emulator:
         from werkzeug.serving import make_server
 
         class QuietRequestHandler(MotoRequestHandler):
+            # Keep-alive, as AWS's endpoints offer it: botocore keeps its connections, so
+            # a call is not also a TCP handshake and a new server thread.
+            protocol_version = "HTTP/1.1"
+
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per AWS call drowns the stack's own log
 
@@ -183,6 +187,8 @@ class SerializedApp:
         self.faults: AwsFaults | None = None
         self._sends = itertools.count()
         self.sqs_sends = 0  # SQS SendMessage(Batch) requests seen: the schedules' "did it feed a queue?"
+        self._sqs_changed = threading.Condition()   # notified after each SQS call that may free a message
+        self._sqs_generation = 0
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = _read_body(environ)
@@ -201,6 +207,10 @@ class SerializedApp:
             status, headers, payload = self._call(environ, body)
         else:
             status, headers, payload = self._long_poll(environ, body, wait)
+        if wait is None and _may_free_a_message(environ):
+            with self._sqs_changed:
+                self._sqs_generation += 1
+                self._sqs_changed.notify_all()
         if fault is not None and fault.kind == "timeout" and drop_connection(environ):
             return self._dropped(start_response)
         start_response(status, headers)
@@ -230,13 +240,20 @@ class SerializedApp:
         return captured["status"], captured["headers"], payload
 
     def _long_poll(self, environ: dict, body: bytes, wait: float) -> Response:
+        """Short polls until a message comes or the wait ends. Between two, it sleeps until
+        an SQS call that may have freed a message (a send, a visibility change), or at most
+        _LONG_POLL_INTERVAL: a delay or a visibility timeout ends with no call at all."""
         short_poll = _with_wait_time_zero(environ, body)
         deadline = time.monotonic() + wait
         while True:
+            seen = self._sqs_generation
             status, headers, payload = self._call(environ, short_poll)
-            if not status.startswith("200") or _has_messages(payload) or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if not status.startswith("200") or _has_messages(payload) or now >= deadline:
                 return status, headers, payload
-            time.sleep(_LONG_POLL_INTERVAL)
+            with self._sqs_changed:
+                if self._sqs_generation == seen:
+                    self._sqs_changed.wait(min(_LONG_POLL_INTERVAL, deadline - now))
 
 
 def _read_body(environ: dict) -> bytes:
@@ -264,6 +281,20 @@ def _long_poll_seconds(environ: dict, body: bytes) -> float | None:
         if fields.get("Action") == "ReceiveMessage":
             return float(fields.get("WaitTimeSeconds") or 0)
     return None
+
+
+_FREEING = ("SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch",
+            "SetQueueAttributes", "StartMessageMoveTask")
+
+
+def _may_free_a_message(environ: dict) -> bool:
+    """An SQS call after which a waiting ReceiveMessage may find a message (the JSON
+    protocol names it in X-Amz-Target; the query protocol's form is not read here, so
+    its calls all count)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.startswith("AmazonSQS.") and target.split(".", 1)[1] in _FREEING
+    return environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
 
 
 def _is_sqs_send(environ: dict, body: bytes) -> bool:

@@ -98,6 +98,7 @@ def expected_message(name: str, n: int) -> str | None:
     return {4: "summary", 5: None, 6: None}.get(on.weekday(), "task")
 
 
+@pytest.mark.timeout(600)   # about 340 s alone; beside another worker, more
 def test_a_quarter_of_the_check_in_challenge(quarter):
     api = quarter
     app = Api(api.base, token(api.base, subject="member-app", expires_in=86400,
