@@ -92,10 +92,6 @@ class Emulator:
         from werkzeug.serving import make_server
 
         class QuietRequestHandler(MotoRequestHandler):
-            # Keep-alive, as AWS's endpoints offer it: botocore keeps its connections, so
-            # a call is not also a TCP handshake and a new server thread.
-            protocol_version = "HTTP/1.1"
-
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one line per AWS call drowns the stack's own log
 
